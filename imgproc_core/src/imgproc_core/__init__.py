@@ -1,0 +1,1 @@
+"""imgproc core."""

@@ -1,0 +1,40 @@
+"""Ports: what the use cases need from the outside world, as ``typing.Protocol`` classes.
+
+Adapters in :mod:`imgproc_core.adapters` implement them; the use cases never know which one they
+got. Every port has an in-memory twin in :mod:`imgproc_core.adapters.memory` that passes the same
+contract tests as the real adapter.
+"""
+
+from imgproc_core.ports.auth import AccessToken, PasswordHasher, TokenIssuer
+from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter, UrlCache
+from imgproc_core.ports.clock import Clock
+from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
+from imgproc_core.ports.persistence import (
+    ImageRepository,
+    JobQueue,
+    UnitOfWork,
+    UnitOfWorkFactory,
+    UserRepository,
+)
+from imgproc_core.ports.storage import BlobStorage, SignedUrl
+
+__all__ = [
+    "AccessToken",
+    "BlobStorage",
+    "Clock",
+    "EncodedImage",
+    "ImageCodec",
+    "ImageInfo",
+    "ImageRepository",
+    "JobQueue",
+    "PasswordHasher",
+    "RateLimit",
+    "RateLimitDecision",
+    "RateLimiter",
+    "SignedUrl",
+    "TokenIssuer",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
+    "UrlCache",
+    "UserRepository",
+]
