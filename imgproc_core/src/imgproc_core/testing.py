@@ -1,0 +1,54 @@
+"""Test support shipped with the core: the container wired to in-memory fakes.
+
+Other services that use imgproc's use cases can test against the same fakes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dependency_injector import providers
+
+from imgproc_core.adapters.memory import (
+    InMemoryImageCodec,
+    InMemoryPasswordHasher,
+    InMemoryTokenIssuer,
+    ManualClock,
+)
+from imgproc_core.container import Container
+from imgproc_core.settings import Settings
+
+#: A secret long enough for every adapter that checks, for tests only.
+TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+
+
+def settings_for_tests(**overrides: Any) -> Settings:
+    """Settings for tests: every adapter in memory, a test secret, no worker threads."""
+    values: dict[str, Any] = {
+        "environment": "test",
+        "database_url": "memory://",
+        "storage": "memory",
+        "queue": "memory",
+        "rate_limiter": "memory",
+        "url_cache": "memory",
+        "jwt_secret": TEST_SECRET,
+        "worker_threads": 0,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def build_test_container(
+    settings: Settings | None = None, *, real_codec: bool = False, real_auth: bool = False
+) -> Container:
+    """A container whose every adapter is an in-memory fake, driven by a :class:`ManualClock`
+    (``container.clock()``). ``real_codec`` keeps Pillow; ``real_auth`` keeps bcrypt and JWT."""
+    container = Container(settings=settings or settings_for_tests())
+    clock = ManualClock()
+    container.clock.override(providers.Object(clock))
+    if not real_codec:
+        container.codec.override(providers.Singleton(InMemoryImageCodec))
+    if not real_auth:
+        container.password_hasher.override(providers.Singleton(InMemoryPasswordHasher))
+        container.token_issuer.override(providers.Singleton(InMemoryTokenIssuer, clock))
+    return container
