@@ -15,8 +15,8 @@ def _corpus_dir() -> Path:
     path = Path(configured) if configured else ROOT.parent / "shared" / "corpus"
     if not (path / "pngsuite").is_dir() or not (path / "pillow").is_dir():
         raise RuntimeError(
-            f"the image corpus is missing at {path}: set IMGPROC_TEST_CORPUS to the folder that holds "
-            "pngsuite/ and pillow/"
+            f"the image corpus is missing at {path}: set IMGPROC_TEST_CORPUS to the folder "
+            "that holds pngsuite/ and pillow/"
         )
     return path
 

@@ -48,7 +48,9 @@ def test_inner_layers_exist() -> None:
 
 @pytest.mark.parametrize("path", _inner_modules(), ids=lambda p: str(p.relative_to(CORE)))
 def test_inner_layers_import_only_stdlib_and_msgspec(path: Path) -> None:
-    offending = [f"line {line}: {module}" for line, module in _imports(path) if not _is_allowed(module)]
+    offending = [
+        f"line {line}: {module}" for line, module in _imports(path) if not _is_allowed(module)
+    ]
     assert not offending, f"{path.relative_to(CORE)} imports outside the allow-list: {offending}"
 
 

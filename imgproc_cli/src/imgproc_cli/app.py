@@ -2,14 +2,85 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
 
+from imgproc_core.container import database_kind
+from imgproc_core.settings import Settings, SettingsError
+
 app = typer.Typer(help="imgproc: a self-hosted image service.", no_args_is_help=True)
+db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+#: Exit status for settings that are missing, malformed or unsafe.
+EXIT_BAD_SETTINGS = 2
 
 
 @app.callback()
 def root() -> None:
     """Operate an imgproc service and run its transformation engine on local files."""
+
+
+def _settings(**overrides: Any) -> Settings:
+    given = {name: value for name, value in overrides.items() if value is not None}
+    try:
+        return Settings.from_env(**given)
+    except SettingsError as exc:
+        typer.echo(f"imgproc: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+
+def _upgrade(settings: Settings) -> str | None:
+    from imgproc_core.adapters.sqlalchemy.schema import current, upgrade
+
+    upgrade(settings.database_url)
+    return current(settings.database_url)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [IMGPROC_HOST]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on [IMGPROC_PORT]")] = None,
+) -> None:
+    """Serve the HTTP API (with its worker threads in the embedded profile).
+
+    The database schema is brought up to date first.
+    """
+    from imgproc_http.server import serve as serve_http
+
+    settings = _settings(host=host, port=port)
+    try:
+        settings.check_secrets()
+    except SettingsError as exc:
+        typer.echo(f"imgproc: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    if database_kind(settings) == "sql":
+        revision = _upgrade(settings)
+        typer.echo(f"imgproc: database schema at {revision}", err=True)
+    serve_http(settings)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Bring the database schema up to date."""
+    settings = _settings()
+    if database_kind(settings) != "sql":
+        typer.echo("nothing to migrate: the database is in memory")
+        return
+    typer.echo(f"database schema at {_upgrade(settings)}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the revision the database schema is at ("none" before the first upgrade)."""
+    settings = _settings()
+    if database_kind(settings) != "sql":
+        typer.echo("none: the database is in memory")
+        return
+    from imgproc_core.adapters.sqlalchemy.schema import current
+
+    typer.echo(current(settings.database_url) or "none")
 
 
 def main() -> None:

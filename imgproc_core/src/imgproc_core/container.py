@@ -36,6 +36,7 @@ from imgproc_core.use_cases import (
     ProcessTransformJob,
     RegisterUser,
     RequestTransform,
+    RunNextJob,
     UploadImage,
 )
 
@@ -45,6 +46,11 @@ def database_kind(settings: Settings) -> str:
 
 
 def _sql_engine(settings: Settings) -> Iterator[Any]:
+    # ``init_resources()`` opens every resource, chosen or not: without a SQL database there is
+    # no engine to open.
+    if database_kind(settings) != "sql":
+        yield None
+        return
     from imgproc_core.adapters.sqlalchemy import create_engine_from_url
 
     engine = create_engine_from_url(settings.database_url)
@@ -174,6 +180,16 @@ class Container(containers.DeclarativeContainer):
     )
     delete_image = providers.Singleton(
         DeleteImage, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+    )
+    #: One per worker thread of the embedded profile: ``container.run_next_job(worker_id=...)``.
+    run_next_job = providers.Factory(
+        RunNextJob,
+        uow_factory=unit_of_work.provider,
+        process=process_transform_job,
+        clock=clock,
+        lease_seconds=settings.provided.job_lease_seconds,
+        max_attempts=settings.provided.job_max_attempts,
+        backoff_base_seconds=settings.provided.job_backoff_seconds,
     )
 
 

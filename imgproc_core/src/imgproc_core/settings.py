@@ -27,8 +27,11 @@ KNOWN_WEAK_SECRETS: Final = frozenset(
 )
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d*)\s*(s|sec|second|m|min|minute|h|hour)s?\s*$")
-_UNIT_SECONDS: Final = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
-_UNIT_SECONDS |= {"h": 3600, "hour": 3600}
+_UNIT_SECONDS: Final = {
+    **{"s": 1, "sec": 1, "second": 1},
+    **{"m": 60, "min": 60, "minute": 60},
+    **{"h": 3600, "hour": 3600},
+}
 
 #: Variables of the development and test tooling (service scripts, test fixtures), not settings.
 _TOOLING_PREFIXES: Final = (f"{ENV_PREFIX}DEV_", f"{ENV_PREFIX}TEST_")

@@ -144,9 +144,13 @@ class JobNotFound(NotFound):
 
 
 class ImageNotReady(DomainError):
-    """A derived image whose job has not finished yet."""
+    """A derived image whose job has not finished yet; ``status`` says where it is."""
 
     code = "image_not_ready"
+
+    def __init__(self, message: str, status: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ImageProcessingFailed(DomainError):

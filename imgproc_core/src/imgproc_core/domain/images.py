@@ -98,7 +98,13 @@ def sanitize_filename(name: str | None, fmt: str) -> str:
     base = _UNSAFE_FILENAME_CHARS.sub("_", base).strip(" ._")
     if not base:
         base = f"image.{EXTENSIONS[fmt]}"
-    return base[:MAX_FILENAME_CHARS]
+    if len(base) > MAX_FILENAME_CHARS:
+        stem, dot, extension = base.rpartition(".")
+        if dot and 0 < len(extension) <= 10:
+            base = f"{stem[: MAX_FILENAME_CHARS - len(extension) - 1]}.{extension}"
+        else:
+            base = base[:MAX_FILENAME_CHARS]
+    return base
 
 
 def original_key(user_id: str, image_id: str, fmt: str) -> str:

@@ -37,7 +37,15 @@ OPERATION_ORDER: Final[tuple[str, ...]] = (
 
 Fit = Literal["contain", "cover", "fill"]
 Position = Literal[
-    "top-left", "top", "top-right", "left", "center", "right", "bottom-left", "bottom", "bottom-right"
+    "top-left",
+    "top",
+    "top-right",
+    "left",
+    "center",
+    "right",
+    "bottom-left",
+    "bottom",
+    "bottom-right",
 ]
 FormatName = Literal["jpeg", "jpg", "png", "webp", "avif", "gif"]
 
@@ -59,7 +67,7 @@ class _Value(msgspec.Struct, frozen=True, forbid_unknown_fields=True, omit_defau
     """Base of the value objects: immutable, strict about unknown keys, defaults left out."""
 
 
-class Resize(_Value, kw_only=True):
+class Resize(_Value, frozen=True, kw_only=True):
     """Scale to a box. ``fit``: contain keeps the aspect inside the box (the default), cover fills
     the box and crops the overflow around the centre, fill stretches. One side alone keeps the
     aspect ratio."""
@@ -69,7 +77,7 @@ class Resize(_Value, kw_only=True):
     fit: Fit = "contain"
 
 
-class Crop(_Value, kw_only=True):
+class Crop(_Value, frozen=True, kw_only=True):
     """A rectangle of the upright source, in pixels from its top-left corner."""
 
     x: Offset = 0
@@ -78,7 +86,7 @@ class Crop(_Value, kw_only=True):
     height: Dimension
 
 
-class Watermark(_Value, kw_only=True):
+class Watermark(_Value, frozen=True, kw_only=True):
     """A text, or another image of the same user, laid over the output.
 
     ``scale`` is the watermark's width as a fraction of the output's width (image), or the text
@@ -92,7 +100,7 @@ class Watermark(_Value, kw_only=True):
     scale: WatermarkScale = 0.25
 
 
-class Filters(_Value, kw_only=True):
+class Filters(_Value, frozen=True, kw_only=True):
     """The roadmap.sh ``filters`` object; its keys mean the same as the flat ones."""
 
     grayscale: bool = False
@@ -101,7 +109,7 @@ class Filters(_Value, kw_only=True):
     sharpen: SharpenAmount = 0.0
 
 
-class _Request(_Value, kw_only=True):
+class _Request(_Value, frozen=True, kw_only=True):
     """The request body as it arrives, before filters are merged and aliases resolved."""
 
     resize: Resize | None = None
@@ -119,7 +127,7 @@ class _Request(_Value, kw_only=True):
     quality: Quality | None = None
 
 
-class Transformation(_Value, kw_only=True):
+class Transformation(_Value, frozen=True, kw_only=True):
     """What to do to an image. Build it with :func:`parse_transformation` or directly.
 
     ``flip`` turns the image upside down (top-bottom), ``mirror`` left-right. ``rotate`` is in
@@ -174,7 +182,7 @@ class Transformation(_Value, kw_only=True):
             resize = msgspec.structs.replace(resize, fit="contain")
         return msgspec.structs.replace(
             self,
-            format=output,  # type: ignore[arg-type]
+            format=output,
             quality=quality,
             rotate=self.rotate % 360,
             resize=resize,
@@ -207,9 +215,7 @@ def parse_transformation(body: bytes | str | Mapping[str, Any]) -> Transformatio
     if set(raw) == {"transformations"}:
         raw = raw["transformations"]
         if not isinstance(raw, dict):
-            raise InvalidTransformation(
-                "transformations must be a JSON object", "transformations"
-            )
+            raise InvalidTransformation("transformations must be a JSON object", "transformations")
     if not raw:
         raise InvalidTransformation("ask for at least one transformation")
     try:
@@ -265,8 +271,27 @@ def _field_of(message: str) -> str | None:
 
 
 def canonical_form(transformation: Transformation) -> bytes:
-    """Sorted-key JSON without defaults: equal for equivalent transformations."""
-    return msgspec.json.encode(transformation, order="sorted")
+    """Sorted-key JSON without defaults: equal for equivalent transformations.
+
+    Defaults are left out by value, not by identity as msgspec's ``omit_defaults`` does for
+    floats (a ``0.0`` read from JSON is not the default's object, and would show up), and
+    float fields are written as floats without a sign on zero, so ``1``, ``1.0``, ``0`` and
+    ``-0.0`` each have one spelling.
+    """
+    typed = msgspec.convert(msgspec.to_builtins(transformation), Transformation)
+    return msgspec.json.encode(_without_defaults(typed), order="sorted")
+
+
+def _without_defaults(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {
+            field.encode_name: _without_defaults(getattr(value, field.name))
+            for field in msgspec.structs.fields(value)
+            if field.default is msgspec.NODEFAULT or getattr(value, field.name) != field.default
+        }
+    if isinstance(value, float):
+        return value + 0.0
+    return value
 
 
 def derived_image_id(source_id: str, transformation: Transformation) -> str:

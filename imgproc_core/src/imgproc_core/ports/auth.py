@@ -19,7 +19,7 @@ class PasswordHasher(Protocol):
 class AccessToken:
     token: str
     expires_at: datetime
-    token_type: str = "bearer"
+    token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
 class TokenIssuer(Protocol):

@@ -1,0 +1,45 @@
+"""In-memory adapters: every port as a dictionary or a list, with no dependency.
+
+They pass the same contract tests as the real adapters, so the use cases can be tested with
+them, here and in any service that builds on the core. ``InMemoryRateLimiter`` and
+``InMemoryUrlCache`` are also the embedded profile's production adapters.
+"""
+
+from imgproc_core.adapters.memory.auth import InMemoryPasswordHasher, InMemoryTokenIssuer
+from imgproc_core.adapters.memory.cache import InMemoryRateLimiter, InMemoryUrlCache
+from imgproc_core.adapters.memory.clock import ManualClock
+from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
+from imgproc_core.adapters.memory.persistence import (
+    InMemoryDatabase,
+    InMemoryImageRepository,
+    InMemoryJobQueue,
+    InMemoryUnitOfWork,
+    InMemoryUserRepository,
+    QueuedJob,
+    in_memory_unit_of_work_factory,
+)
+from imgproc_core.adapters.memory.storage import (
+    InMemoryBlobStorage,
+    check_blob_key,
+    check_blob_prefix,
+)
+
+__all__ = [
+    "InMemoryBlobStorage",
+    "InMemoryDatabase",
+    "InMemoryImageCodec",
+    "InMemoryImageRepository",
+    "InMemoryJobQueue",
+    "InMemoryPasswordHasher",
+    "InMemoryRateLimiter",
+    "InMemoryTokenIssuer",
+    "InMemoryUnitOfWork",
+    "InMemoryUrlCache",
+    "InMemoryUserRepository",
+    "ManualClock",
+    "QueuedJob",
+    "check_blob_key",
+    "check_blob_prefix",
+    "fake_image_bytes",
+    "in_memory_unit_of_work_factory",
+]

@@ -1,0 +1,433 @@
+"""Users, images and jobs in dictionaries, with transactions that behave like a database's.
+
+A unit of work stages its writes and reads its own writes; others see them only after
+:meth:`InMemoryUnitOfWork.commit`, which checks the unique keys again and then applies every
+change at once, or none. Leaving the ``with`` block without committing throws the changes away.
+Entities go in and come out as copies, so changing an entity read from a repository changes
+nothing until it is written back with ``update`` and committed.
+
+Unique keys are checked twice: at ``add`` against what this unit of work can see, and at
+``commit`` against what others committed meanwhile. A collision raises
+:class:`~imgproc_core.domain.errors.UsernameTaken` (a user's name) or
+:class:`~imgproc_core.domain.errors.Conflict` (an id) from whichever comes first.
+
+Isolation is "read committed": every read sees the latest committed state plus this unit of
+work's own changes. Concurrent updates of one row: the last commit wins, as with plain SQL
+``UPDATE`` statements. A claimed job is the exception, see :class:`InMemoryJobQueue`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+import msgspec
+
+from imgproc_core.domain.errors import Conflict, ImageNotFound, UsernameTaken, UserNotFound
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.users import User
+from imgproc_core.ports.clock import Clock
+from imgproc_core.ports.persistence import ImageRepository, JobQueue, UserRepository
+
+_Row = TypeVar("_Row")
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A job in the queue: due from ``due_at``, leased to ``leased_by`` until ``leased_until``."""
+
+    job: TransformJob
+    sequence: int
+    enqueued_at: datetime
+    due_at: datetime
+    leased_by: str | None = None
+    leased_until: datetime | None = None
+
+    def claimable(self, now: datetime) -> bool:
+        return self.due_at <= now and (self.leased_until is None or self.leased_until <= now)
+
+
+class InMemoryDatabase:
+    """The committed state that every unit of work made on it shares.
+
+    ``lock`` guards every field; hold it to read them from outside a unit of work.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.images: dict[str, Image] = {}
+        self.jobs: dict[str, QueuedJob] = {}
+        #: Jobs claimed by a unit of work that has not ended, and which one: the others skip
+        #: them, as ``SELECT ... FOR UPDATE SKIP LOCKED`` would.
+        self.job_locks: dict[str, object] = {}
+        self._sequence = itertools.count(1)
+
+    def next_sequence(self) -> int:
+        with self.lock:
+            return next(self._sequence)
+
+
+class _StagedTable(Generic[_Row]):
+    """One table as a unit of work sees it: the committed rows under its own changes.
+
+    Callers hold the database lock while they read, since ``committed`` is shared.
+    """
+
+    def __init__(self, committed: dict[str, _Row]) -> None:
+        self.committed = committed
+        #: Rows written in this unit of work; ``None`` marks a deleted row.
+        self.changes: dict[str, _Row | None] = {}
+        self.inserted: set[str] = set()
+
+    def get(self, key: str) -> _Row | None:
+        if key in self.changes:
+            return self.changes[key]
+        return self.committed.get(key)
+
+    def rows(self) -> list[_Row]:
+        merged = dict(self.committed)
+        for key, row in self.changes.items():
+            if row is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = row
+        return list(merged.values())
+
+    def insert(self, key: str, row: _Row) -> None:
+        self.changes[key] = row
+        self.inserted.add(key)
+
+    def write(self, key: str, row: _Row) -> None:
+        self.changes[key] = row
+
+    def remove(self, key: str) -> None:
+        if key in self.inserted:
+            self.inserted.discard(key)
+            del self.changes[key]
+        else:
+            self.changes[key] = None
+
+    def clear(self) -> None:
+        self.changes.clear()
+        self.inserted.clear()
+
+
+def _require_aware(*moments: datetime) -> None:
+    # Naive and aware datetimes cannot be compared, so one naive value would break every
+    # later sort of the table; refuse it at the door.
+    if any(moment.tzinfo is None or moment.utcoffset() is None for moment in moments):
+        raise ValueError("datetimes stored in a repository are timezone-aware")
+
+
+def _page(rows: Sequence[_Row], offset: int, limit: int) -> Sequence[_Row]:
+    if offset < 0 or limit < 0:
+        raise ValueError("offset and limit are not negative")
+    return rows[offset : offset + limit]
+
+
+class _Transaction:
+    """The changes of one unit of work, and the job locks it holds."""
+
+    def __init__(self, database: InMemoryDatabase, clock: Clock) -> None:
+        self.database = database
+        self.clock = clock
+        self.users = _StagedTable(database.users)
+        self.images = _StagedTable(database.images)
+        self.jobs = _StagedTable(database.jobs)
+        self.claimed: set[str] = set()
+
+    def lock_job(self, job_id: str) -> None:
+        if job_id in self.database.jobs:
+            self.database.job_locks[job_id] = self
+            self.claimed.add(job_id)
+
+    def locked_by_other(self, job_id: str) -> bool:
+        owner = self.database.job_locks.get(job_id)
+        return owner is not None and owner is not self
+
+    def commit(self) -> None:
+        with self.database.lock:
+            try:
+                self._check_unique_keys()
+            except (Conflict, UsernameTaken):
+                self.rollback()
+                raise
+            self._apply(self.users, self.database.users, keep_existing_on_insert=False)
+            self._apply(self.images, self.database.images, keep_existing_on_insert=False)
+            # Enqueueing is idempotent: a job committed meanwhile by someone else stays as is.
+            self._apply(self.jobs, self.database.jobs, keep_existing_on_insert=True)
+            self._end()
+
+    def rollback(self) -> None:
+        with self.database.lock:
+            self._end()
+
+    def _end(self) -> None:
+        for job_id in self.claimed:
+            if self.database.job_locks.get(job_id) is self:
+                del self.database.job_locks[job_id]
+        self.claimed.clear()
+        self.users.clear()
+        self.images.clear()
+        self.jobs.clear()
+
+    def _check_unique_keys(self) -> None:
+        database = self.database
+        for user_id in self.users.inserted:
+            if user_id in database.users:
+                raise Conflict(f"a user with id {user_id} exists")
+        for image_id in self.images.inserted:
+            if image_id in database.images:
+                raise Conflict(f"an image with id {image_id} exists")
+        owners = {user.username: user.id for user in database.users.values()}
+        for user_id, user in self.users.changes.items():
+            previous = database.users.get(user_id)
+            if user is not None and previous is not None:
+                # A renamed user frees the old name for the others changed here.
+                del owners[previous.username]
+        for user_id, user in self.users.changes.items():
+            if user is None:
+                continue
+            owner = owners.setdefault(user.username, user_id)
+            if owner != user_id:
+                raise UsernameTaken(f"the username {user.username!r} is taken")
+
+    @staticmethod
+    def _apply(
+        staged: _StagedTable[_Row], committed: dict[str, _Row], *, keep_existing_on_insert: bool
+    ) -> None:
+        for key, row in staged.changes.items():
+            if row is None:
+                committed.pop(key, None)
+            elif key in staged.inserted:
+                if not (keep_existing_on_insert and key in committed):
+                    committed[key] = row
+            elif key in committed:
+                # A row deleted by another unit of work meanwhile stays deleted, as an UPDATE
+                # that matches no row changes nothing.
+                committed[key] = row
+
+
+class InMemoryUserRepository:
+    """:class:`~imgproc_core.ports.UserRepository` over one unit of work's view."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def add(self, user: User) -> None:
+        _require_aware(user.created_at)
+        with self._tx.database.lock:
+            if self._tx.users.get(user.id) is not None:
+                raise Conflict(f"a user with id {user.id} exists")
+            if self._find_by_username(user.username) is not None:
+                raise UsernameTaken(f"the username {user.username!r} is taken")
+            self._tx.users.insert(user.id, replace(user))
+
+    def get(self, user_id: str) -> User | None:
+        with self._tx.database.lock:
+            user = self._tx.users.get(user_id)
+        return None if user is None else replace(user)
+
+    def get_by_username(self, username: str) -> User | None:
+        with self._tx.database.lock:
+            user = self._find_by_username(username)
+        return None if user is None else replace(user)
+
+    def update(self, user: User) -> None:
+        _require_aware(user.created_at)
+        with self._tx.database.lock:
+            if self._tx.users.get(user.id) is None:
+                raise UserNotFound(f"no user with id {user.id}")
+            holder = self._find_by_username(user.username)
+            if holder is not None and holder.id != user.id:
+                raise UsernameTaken(f"the username {user.username!r} is taken")
+            self._tx.users.write(user.id, replace(user))
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
+        """Users in the order they registered (then by id)."""
+        with self._tx.database.lock:
+            rows = sorted(self._tx.users.rows(), key=lambda user: (user.created_at, user.id))
+        return [replace(user) for user in _page(rows, offset, limit)]
+
+    def _find_by_username(self, username: str) -> User | None:
+        return next((u for u in self._tx.users.rows() if u.username == username), None)
+
+
+class InMemoryImageRepository:
+    """:class:`~imgproc_core.ports.ImageRepository` over one unit of work's view."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def add(self, image: Image) -> None:
+        _require_aware(image.created_at, image.updated_at)
+        with self._tx.database.lock:
+            if self._tx.images.get(image.id) is not None:
+                raise Conflict(f"an image with id {image.id} exists")
+            self._tx.images.insert(image.id, replace(image))
+
+    def get(self, image_id: str) -> Image | None:
+        with self._tx.database.lock:
+            image = self._tx.images.get(image_id)
+        return None if image is None else replace(image)
+
+    def update(self, image: Image) -> None:
+        _require_aware(image.created_at, image.updated_at)
+        with self._tx.database.lock:
+            if self._tx.images.get(image.id) is None:
+                raise ImageNotFound(f"no image with id {image.id}")
+            self._tx.images.write(image.id, replace(image))
+
+    def delete(self, image_id: str) -> None:
+        with self._tx.database.lock:
+            if self._tx.images.get(image_id) is not None:
+                self._tx.images.remove(image_id)
+
+    def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, originals_only: bool = False
+    ) -> tuple[Sequence[Image], int]:
+        """Newest first; images created at the same moment by descending id."""
+        mine = self._select(
+            lambda image: (
+                image.user_id == user_id and not (originals_only and image.source_id is not None)
+            )
+        )
+        mine.sort(key=lambda image: (image.created_at, image.id), reverse=True)
+        return [replace(image) for image in _page(mine, offset, limit)], len(mine)
+
+    def list_derivatives(self, source_id: str) -> Sequence[Image]:
+        """Oldest first, then by id."""
+        found = self._select(lambda image: image.source_id == source_id)
+        found.sort(key=lambda image: (image.created_at, image.id))
+        return [replace(image) for image in found]
+
+    def list_by_status(self, status: JobStatus, *, limit: int = 100) -> Sequence[Image]:
+        """Oldest first, then by id."""
+        found = self._select(lambda image: image.status == status)
+        found.sort(key=lambda image: (image.created_at, image.id))
+        return [replace(image) for image in _page(found, 0, limit)]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        """Every status, those with no image included (as 0)."""
+        counts = dict.fromkeys(JobStatus, 0)
+        for image in self._select(lambda _: True):
+            counts[image.status] += 1
+        return counts
+
+    def _select(self, keep: Callable[[Image], bool]) -> list[Image]:
+        with self._tx.database.lock:
+            return [image for image in self._tx.images.rows() if keep(image)]
+
+
+class InMemoryJobQueue:
+    """:class:`~imgproc_core.ports.JobQueue` over one unit of work's view.
+
+    A claim locks the job until the unit of work ends, the way ``SELECT ... FOR UPDATE SKIP
+    LOCKED`` does: other units of work skip it even before the lease is committed, so two
+    workers claiming at once never get the same job. Committing keeps the lease; rolling back
+    releases the job as it was.
+
+    "Oldest" means the earliest due time, then the order of enqueueing. :meth:`ack` and
+    :meth:`retry` of a job that is not queued (acknowledged already, by this worker or by one
+    that claimed it after the lease ran out) do nothing.
+    """
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def enqueue(self, job: TransformJob) -> None:
+        with self._tx.database.lock:
+            if self._tx.jobs.get(job.id) is not None:
+                return
+            now = self._tx.clock.now()
+            sequence = self._tx.database.next_sequence()
+            queued = QueuedJob(job=job, sequence=sequence, enqueued_at=now, due_at=now)
+            self._tx.jobs.insert(job.id, queued)
+
+    def claim(self, worker: str, lease_seconds: float) -> TransformJob | None:
+        if lease_seconds <= 0:
+            raise ValueError("a lease lasts a positive number of seconds")
+        with self._tx.database.lock:
+            now = self._tx.clock.now()
+            candidates = [
+                row
+                for row in self._tx.jobs.rows()
+                if row.claimable(now) and not self._tx.locked_by_other(row.job.id)
+            ]
+            if not candidates:
+                return None
+            oldest = min(candidates, key=lambda row: (row.due_at, row.sequence))
+            leased = replace(
+                oldest, leased_by=worker, leased_until=now + timedelta(seconds=lease_seconds)
+            )
+            self._tx.jobs.write(oldest.job.id, leased)
+            self._tx.lock_job(oldest.job.id)
+            return leased.job
+
+    def ack(self, job_id: str) -> None:
+        with self._tx.database.lock:
+            if self._tx.jobs.get(job_id) is not None:
+                self._tx.jobs.remove(job_id)
+
+    def retry(self, job_id: str, delay_seconds: float) -> None:
+        if delay_seconds < 0:
+            raise ValueError("a retry is due now or later, not in the past")
+        with self._tx.database.lock:
+            row = self._tx.jobs.get(job_id)
+            if row is None:
+                return
+            job = msgspec.structs.replace(row.job, attempts=row.job.attempts + 1)
+            due_at = self._tx.clock.now() + timedelta(seconds=delay_seconds)
+            retried = replace(row, job=job, due_at=due_at, leased_by=None, leased_until=None)
+            self._tx.jobs.write(job_id, retried)
+
+    def pending_count(self) -> int:
+        """Jobs not acknowledged yet, leased or not."""
+        with self._tx.database.lock:
+            return len(self._tx.jobs.rows())
+
+
+class InMemoryUnitOfWork:
+    """:class:`~imgproc_core.ports.UnitOfWork` on an :class:`InMemoryDatabase`.
+
+    ``clock`` dates the job queue's due times and leases. A unit of work may be entered again
+    after it ended; each ``with`` block starts clean.
+    """
+
+    def __init__(self, database: InMemoryDatabase, clock: Clock) -> None:
+        self._tx = _Transaction(database, clock)
+        self.users: UserRepository = InMemoryUserRepository(self._tx)
+        self.images: ImageRepository = InMemoryImageRepository(self._tx)
+        self.jobs: JobQueue = InMemoryJobQueue(self._tx)
+
+    def __enter__(self) -> Self:
+        self._tx.rollback()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._tx.rollback()
+
+    def commit(self) -> None:
+        self._tx.commit()
+
+    def rollback(self) -> None:
+        self._tx.rollback()
+
+
+def in_memory_unit_of_work_factory(
+    database: InMemoryDatabase, clock: Clock
+) -> Callable[[], InMemoryUnitOfWork]:
+    """A :data:`~imgproc_core.ports.UnitOfWorkFactory` whose units of work share ``database``."""
+    return lambda: InMemoryUnitOfWork(database, clock)

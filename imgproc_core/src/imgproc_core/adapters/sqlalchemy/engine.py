@@ -1,0 +1,105 @@
+"""Engines and sessions for the two databases the service runs on: SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Any, Final
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_BUSY_TIMEOUT_MS: Final = 5000
+POSTGRES_CONNECT_TIMEOUT_S: Final = 5
+
+_POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "postgresql+psycopg"})
+
+
+def database_url(url: str) -> URL:
+    """``url`` parsed, with PostgreSQL spelled for psycopg 3 whichever way it was written."""
+    scheme, separator, rest = url.partition("://")
+    if separator and scheme in _POSTGRES_SCHEMES:
+        url = f"postgresql+psycopg://{rest}"
+    return make_url(url)
+
+
+def create_engine_from_url(
+    url: str,
+    *,
+    sqlite_busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS,
+    sqlite_foreign_keys: bool = True,
+    **kwargs: Any,
+) -> Engine:
+    """An engine for ``url`` (``sqlite:///path``, or ``postgresql://``, ``postgres://`` or
+    ``postgresql+psycopg://``) set up for the service; ``kwargs`` go to
+    :func:`sqlalchemy.create_engine` and win over the defaults."""
+    parsed = database_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        return _sqlite_engine(
+            parsed,
+            busy_timeout_ms=sqlite_busy_timeout_ms,
+            foreign_keys=sqlite_foreign_keys,
+            **kwargs,
+        )
+    if backend == "postgresql":
+        return _postgres_engine(parsed, **kwargs)
+    raise ValueError(f"unsupported database {backend!r}: use sqlite or postgresql")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit: entities are mapped out of rows
+    before the unit of work ends, and a reload after commit would only cost a query."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
+    connect_args = {"connect_timeout": POSTGRES_CONNECT_TIMEOUT_S, **kwargs.pop("connect_args", {})}
+    options: dict[str, Any] = {
+        # A connection the server dropped (restart, failover) is replaced before use.
+        "pool_pre_ping": True,
+        "pool_size": 5,
+        "max_overflow": 10,
+        "pool_timeout": 10,
+        "pool_recycle": 1800,
+        **kwargs,
+    }
+    return create_engine(url, connect_args=connect_args, **options)
+
+
+def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwargs: Any) -> Engine:
+    database = url.database
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    connect_args = {
+        # Sessions run in worker threads that are not the ones that opened the connections.
+        "check_same_thread": False,
+        "timeout": busy_timeout_ms / 1000,
+        **kwargs.pop("connect_args", {}),
+    }
+    engine = create_engine(url, connect_args=connect_args, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
+        # The driver's own transaction handling would open transactions late and break
+        # SAVEPOINT; SQLAlchemy's begin event below opens them instead.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute(f"PRAGMA foreign_keys = {'ON' if foreign_keys else 'OFF'}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Connection) -> None:
+        # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
+        # waits for its turn (up to the busy timeout) instead of failing when another writer
+        # got in between, which is what a deferred transaction in WAL mode does.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,138 @@
+"""The tables, as typed SQLAlchemy mappings that never leave this adapter.
+
+Rows are mapped to and from the domain entities by hand (:mod:`.mapping`), so the domain stays
+free of SQLAlchemy and a schema change never reaches the use cases.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+#: Constraint names are part of the schema that migrations compare and that
+#: :mod:`.errors` recognises in an IntegrityError, so they are fixed here rather than left to
+#: each database.
+NAMING_CONVENTION: Final = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+USERNAME_CONSTRAINT: Final = "uq_users_username"
+
+ID_LENGTH: Final = 64
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that always comes back aware and in UTC.
+
+    PostgreSQL keeps the offset (``timestamptz``); SQLite keeps text without one, so values are
+    written in UTC, which also keeps SQLite's text comparisons in time order.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError(f"refusing a naive datetime: {value!r}")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class UserRow(Base):
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    # Names arrive normalized (NFKC, lower case), so a plain unique index is case-insensitive.
+    username: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index(USERNAME_CONSTRAINT, "username", unique=True),)
+
+
+class ImageRow(Base):
+    __tablename__ = "images"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    user_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE")
+    )
+    # Removing an original removes its derivatives' rows with it, as the service promises.
+    source_id: Mapped[str | None] = mapped_column(
+        String(ID_LENGTH), ForeignKey("images.id", ondelete="CASCADE")
+    )
+    filename: Mapped[str] = mapped_column(String(255))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    mimetype: Mapped[str] = mapped_column(String(64))
+    format: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    frames: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16))
+    # The canonical JSON of the transformation: the same bytes its derived id was hashed from.
+    transformation: Mapped[str | None] = mapped_column(Text)
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (
+        Index("ix_images_source_id", "source_id"),
+        Index("ix_images_status", "status"),
+    )
+
+
+# The listing's page: one user's images, newest first.
+Index("ix_images_user_id_created_at", ImageRow.user_id, ImageRow.created_at.desc(), ImageRow.id)
+
+
+class JobRow(Base):
+    """A queued job. The embedded profile's workers claim from this table; the production
+    profile's relay claims from it as its outbox and publishes to Kafka."""
+
+    __tablename__ = "job_queue"
+
+    # The job's id is the derived image's id.
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    leased_by: Mapped[str | None] = mapped_column(String(255))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+
+    __table_args__ = (Index("ix_job_queue_due_at", "due_at"),)

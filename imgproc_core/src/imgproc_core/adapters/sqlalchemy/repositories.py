@@ -1,0 +1,131 @@
+"""The user and image repositories over one SQLAlchemy session (the unit of work's)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from imgproc_core.adapters.sqlalchemy.errors import translated_errors
+from imgproc_core.adapters.sqlalchemy.mapping import (
+    copy_image_to_row,
+    copy_user_to_row,
+    image_from_row,
+    image_to_row,
+    user_from_row,
+    user_to_row,
+)
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, UserRow
+from imgproc_core.domain.errors import ImageNotFound, UserNotFound
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.users import User
+
+
+class SqlAlchemyUserRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, user: User) -> None:
+        # A savepoint keeps the rest of the transaction usable when the name is taken.
+        with translated_errors(), self._session.begin_nested():
+            self._session.add(user_to_row(user))
+
+    def get(self, user_id: str) -> User | None:
+        with translated_errors():
+            row = self._session.get(UserRow, user_id)
+        return user_from_row(row) if row is not None else None
+
+    def get_by_username(self, username: str) -> User | None:
+        with translated_errors():
+            row = self._session.scalars(
+                select(UserRow).where(UserRow.username == username)
+            ).one_or_none()
+        return user_from_row(row) if row is not None else None
+
+    def update(self, user: User) -> None:
+        with translated_errors():
+            row = self._session.get(UserRow, user.id)
+            if row is None:
+                raise UserNotFound(f"no user {user.id}")
+            copy_user_to_row(user, row)
+            self._session.flush()
+
+    def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
+        with translated_errors():
+            rows = self._session.scalars(
+                select(UserRow).order_by(UserRow.created_at, UserRow.id).offset(offset).limit(limit)
+            ).all()
+        return [user_from_row(row) for row in rows]
+
+
+class SqlAlchemyImageRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, image: Image) -> None:
+        with translated_errors(), self._session.begin_nested():
+            self._session.add(image_to_row(image))
+
+    def get(self, image_id: str) -> Image | None:
+        with translated_errors():
+            row = self._session.get(ImageRow, image_id)
+        return image_from_row(row) if row is not None else None
+
+    def update(self, image: Image) -> None:
+        with translated_errors():
+            row = self._session.get(ImageRow, image.id)
+            if row is None:
+                raise ImageNotFound(f"no image {image.id}")
+            copy_image_to_row(image, row)
+            self._session.flush()
+
+    def delete(self, image_id: str) -> None:
+        with translated_errors():
+            self._session.execute(delete(ImageRow).where(ImageRow.id == image_id))
+
+    def list_for_user(
+        self, user_id: str, *, offset: int, limit: int, originals_only: bool = False
+    ) -> tuple[Sequence[Image], int]:
+        mine = [ImageRow.user_id == user_id]
+        if originals_only:
+            mine.append(ImageRow.source_id.is_(None))
+        page = (
+            select(ImageRow)
+            .where(*mine)
+            .order_by(ImageRow.created_at.desc(), ImageRow.id)
+            .offset(offset)
+            .limit(limit)
+        )
+        with translated_errors():
+            rows = self._session.scalars(page).all()
+            total = self._session.scalar(select(func.count()).select_from(ImageRow).where(*mine))
+        return [image_from_row(row) for row in rows], total or 0
+
+    def list_derivatives(self, source_id: str) -> Sequence[Image]:
+        query = (
+            select(ImageRow)
+            .where(ImageRow.source_id == source_id)
+            .order_by(ImageRow.created_at, ImageRow.id)
+        )
+        with translated_errors():
+            rows = self._session.scalars(query).all()
+        return [image_from_row(row) for row in rows]
+
+    def list_by_status(self, status: JobStatus, *, limit: int = 100) -> Sequence[Image]:
+        query = (
+            select(ImageRow)
+            .where(ImageRow.status == status.value)
+            .order_by(ImageRow.created_at, ImageRow.id)
+            .limit(limit)
+        )
+        with translated_errors():
+            rows = self._session.scalars(query).all()
+        return [image_from_row(row) for row in rows]
+
+    def count_by_status(self) -> dict[JobStatus, int]:
+        query = select(ImageRow.status, func.count()).group_by(ImageRow.status)
+        with translated_errors():
+            counts = self._session.execute(query).tuples().all()
+        return {JobStatus(status): count for status, count in counts}

@@ -1,0 +1,303 @@
+"""Uploading, listing, reading and deleting a user's images."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from imgproc_core.domain.errors import (
+    DependencyUnavailable,
+    ImageNotFound,
+    ImageNotReady,
+    ImageProcessingFailed,
+    ImageTooLarge,
+    InvalidPagination,
+)
+from imgproc_core.domain.images import (
+    Image,
+    Page,
+    derivative_prefix,
+    original_key,
+    sanitize_filename,
+)
+from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.limits import Limits
+from imgproc_core.ports import (
+    BlobStorage,
+    Clock,
+    ImageCodec,
+    ImageRepository,
+    UnitOfWorkFactory,
+    UrlCache,
+)
+
+__all__ = [
+    "MAX_PAGE_LIMIT",
+    "DeleteImage",
+    "Download",
+    "GetDownloadUrl",
+    "GetImageMetadata",
+    "ImageQuery",
+    "ListImages",
+    "ListImagesQuery",
+    "UploadImage",
+    "UploadImageCommand",
+    "download_cache_key",
+    "owned_image",
+]
+
+logger = logging.getLogger(__name__)
+
+MAX_PAGE_LIMIT: Final = 100
+
+
+@dataclass(frozen=True, slots=True)
+class UploadImageCommand:
+    user_id: str
+    filename: str | None
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ListImagesQuery:
+    user_id: str
+    page: int = 1
+    limit: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class ImageQuery:
+    user_id: str
+    image_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A signed URL that reads the image until ``expires_at``."""
+
+    url: str
+    expires_at: datetime
+    image: Image
+
+
+def owned_image(images: ImageRepository, user_id: str, image_id: str) -> Image:
+    """The image, if it belongs to ``user_id``.
+
+    Someone else's image raises the same :class:`ImageNotFound` as an unknown id, so ids cannot be
+    probed for existence.
+    """
+    image = images.get(image_id)
+    if image is None or image.user_id != user_id:
+        raise ImageNotFound(f"no image {image_id!r}")
+    return image
+
+
+def download_cache_key(user_id: str, image_id: str) -> str:
+    return f"download-url:{user_id}:{image_id}"
+
+
+class UploadImage:
+    """Store an original image and record it.
+
+    The bytes are checked (size, then type, pixels, frames and integrity by the codec) before
+    anything is written. The blob is written first and the row second, so a row never points
+    at missing bytes; if the row cannot be written, the blob is removed again.
+    """
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        storage: BlobStorage,
+        codec: ImageCodec,
+        clock: Clock,
+        limits: Limits,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._storage = storage
+        self._codec = codec
+        self._clock = clock
+        self._limits = limits
+
+    def __call__(self, command: UploadImageCommand) -> Image:
+        limit = self._limits.max_upload_bytes
+        if len(command.data) > limit:
+            raise ImageTooLarge(f"an upload is at most {limit} bytes", limit_bytes=limit)
+        info = self._codec.probe(command.data, self._limits)
+        image_id = uuid.uuid4().hex
+        now = self._clock.now()
+        image = Image(
+            id=image_id,
+            user_id=command.user_id,
+            filename=sanitize_filename(command.filename, info.format),
+            storage_key=original_key(command.user_id, image_id, info.format),
+            mimetype=info.mimetype,
+            format=info.format,
+            size_bytes=len(command.data),
+            width=info.width,
+            height=info.height,
+            frames=info.frames,
+            status=JobStatus.READY,
+            created_at=now,
+            updated_at=now,
+        )
+        self._storage.put(image.storage_key, command.data, image.mimetype)
+        try:
+            with self._uow_factory() as uow:
+                uow.images.add(image)
+                uow.commit()
+        except BaseException:
+            try:
+                self._storage.delete(image.storage_key)
+            except Exception:
+                logger.exception(
+                    "could not remove the blob %s of a failed upload", image.storage_key
+                )
+            raise
+        return image
+
+
+class ListImages:
+    """A page of the caller's images, newest first.
+
+    Originals and derivatives are listed together: a derivative is an image the user asked
+    for and can download, and ``is_transformed`` / ``source_id`` tell the two apart.
+    """
+
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow_factory = uow_factory
+
+    def __call__(self, query: ListImagesQuery) -> Page[Image]:
+        if query.page < 1:
+            raise InvalidPagination("page starts at 1", "page")
+        if not 1 <= query.limit <= MAX_PAGE_LIMIT:
+            raise InvalidPagination(f"limit is between 1 and {MAX_PAGE_LIMIT}", "limit")
+        with self._uow_factory() as uow:
+            items, total = uow.images.list_for_user(
+                query.user_id, offset=(query.page - 1) * query.limit, limit=query.limit
+            )
+        return Page(items=list(items), page=query.page, limit=query.limit, total=total)
+
+
+class GetImageMetadata:
+    """One of the caller's images, with its status and transformation when it is derived."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
+        self._uow_factory = uow_factory
+
+    def __call__(self, query: ImageQuery) -> Image:
+        with self._uow_factory() as uow:
+            return owned_image(uow.images, query.user_id, query.image_id)
+
+
+class GetDownloadUrl:
+    """A short-lived signed URL for one of the caller's images.
+
+    Ownership and status are checked on every call, before the cache is read, so a cached URL
+    never outlives the right to read it. A URL is cached until ``cache_margin_seconds`` before
+    it expires, stored with its expiry so a hit reports the true ``expires_at``. The cache only
+    saves signing work: when it does not answer, the URL is signed afresh.
+    """
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        storage: BlobStorage,
+        cache: UrlCache,
+        clock: Clock,
+        url_ttl_seconds: int = 300,
+        cache_margin_seconds: int = 30,
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._storage = storage
+        self._cache = cache
+        self._clock = clock
+        self._url_ttl = url_ttl_seconds
+        self._margin = timedelta(seconds=cache_margin_seconds)
+
+    def __call__(self, query: ImageQuery) -> Download:
+        with self._uow_factory() as uow:
+            image = owned_image(uow.images, query.user_id, query.image_id)
+        if image.status in (JobStatus.PENDING, JobStatus.PROCESSING):
+            raise ImageNotReady(
+                f"image {image.id} is {image.status.value}; try again shortly",
+                status=image.status.value,
+            )
+        if image.status is JobStatus.FAILED:
+            raise ImageProcessingFailed(
+                f"image {image.id} could not be made: {image.failure_reason or 'unknown reason'}"
+            )
+        key = download_cache_key(image.user_id, image.id)
+        now = self._clock.now()
+        cached = self._cached(key, now)
+        if cached is not None:
+            url, expires_at = cached
+            return Download(url=url, expires_at=expires_at, image=image)
+        signed = self._storage.signed_url(image.storage_key, self._url_ttl, filename=image.filename)
+        keep_for = (signed.expires_at - self._margin - now).total_seconds()
+        if keep_for > 0:
+            try:
+                self._cache.set(key, f"{signed.expires_at.isoformat()}|{signed.url}", keep_for)
+            except DependencyUnavailable:
+                logger.warning("the URL cache is unavailable; not caching %s", key)
+        return Download(url=signed.url, expires_at=signed.expires_at, image=image)
+
+    def _cached(self, key: str, now: datetime) -> tuple[str, datetime] | None:
+        try:
+            entry = self._cache.get(key)
+        except DependencyUnavailable:
+            logger.warning("the URL cache is unavailable; signing %s afresh", key)
+            return None
+        if entry is None:
+            return None
+        expiry_text, _, url = entry.partition("|")
+        try:
+            expires_at = datetime.fromisoformat(expiry_text)
+        except ValueError:
+            return None
+        if not url or expires_at.tzinfo is None or expires_at - self._margin <= now:
+            return None
+        return url, expires_at
+
+
+class DeleteImage:
+    """Delete one of the caller's images; an original takes all its derivatives with it.
+
+    Rows go first, in one transaction, and blobs after. If removing a blob fails after the
+    commit, what is left is an unreachable blob (wasted space, found under the user's prefix),
+    never a row that lists an image whose bytes are gone. Blob and cache failures past the
+    commit are logged rather than raised: the image is deleted for every reader by then.
+    """
+
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, storage: BlobStorage, cache: UrlCache
+    ) -> None:
+        self._uow_factory = uow_factory
+        self._storage = storage
+        self._cache = cache
+
+    def __call__(self, query: ImageQuery) -> None:
+        with self._uow_factory() as uow:
+            image = owned_image(uow.images, query.user_id, query.image_id)
+            removed = [image]
+            if not image.is_transformed:
+                removed.extend(uow.images.list_derivatives(image.id))
+            for each in removed:
+                uow.images.delete(each.id)
+            uow.commit()
+        for each in removed:
+            self._quietly(self._cache.delete, download_cache_key(each.user_id, each.id))
+        if not image.is_transformed:
+            # Every derivative lives under its original's prefix: one call removes them all.
+            self._quietly(self._storage.delete_prefix, derivative_prefix(image.user_id, image.id))
+        self._quietly(self._storage.delete, image.storage_key)
+
+    @staticmethod
+    def _quietly(remove: Callable[[str], object], key: str) -> None:
+        try:
+            remove(key)
+        except Exception:
+            logger.exception("could not remove %s of a deleted image", key)

@@ -1,0 +1,253 @@
+"""Every error the API answers, in one shape and from one place.
+
+Domain errors, Litestar's own exceptions (validation, malformed bodies, unknown routes, bodies
+over the size limit) and anything unexpected all become ``application/problem+json``::
+
+    {"status": 422, "title": "Unprocessable Entity", "detail": "...", "code": "...",
+     "field": "..."}
+
+``code`` is stable for clients to branch on; ``field`` names the offending part of the request.
+The table below is the only place that decides which HTTP status a domain error gets.
+
+Two choices worth knowing:
+
+- A derived image that is not ready is not an error to the client: ``GET /images/{id}`` answers
+  202 with the job's status and ``Retry-After`` (:class:`~imgproc_http.schemas.NotReady`).
+- A derived image whose job failed for good answers 409 Conflict: the request is well formed,
+  but the image is in a state (FAILED) in which it cannot be served; ``detail`` says why it
+  failed. Asking for it again will not help, which is what sets it apart from 202 and 503.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any, Final
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import (
+    ClientException,
+    HTTPException,
+    NotAuthorizedException,
+    PermissionDeniedException,
+    ValidationException,
+)
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.types import ExceptionHandlersMap
+
+from imgproc_core.domain import errors
+from imgproc_http.schemas import NotReady, Problem
+
+logger = logging.getLogger(__name__)
+
+PROBLEM_JSON: Final = "application/problem+json"
+#: How long a client should wait before polling a derived image that is still being made.
+NOT_READY_RETRY_AFTER_SECONDS: Final = 1
+
+#: Most specific first: the first class an error is an instance of decides its status.
+DOMAIN_STATUS: Final[tuple[tuple[type[errors.DomainError], int], ...]] = (
+    (errors.ImageTooLarge, 413),
+    (errors.UnsupportedImageType, 415),
+    (errors.ImageRejected, 422),
+    (errors.InvalidInput, 422),
+    (errors.InvalidCredentials, 401),
+    (errors.InvalidToken, 401),
+    (errors.NotFound, 404),
+    (errors.UsernameTaken, 409),
+    (errors.Conflict, 409),
+    (errors.ImageProcessingFailed, 409),
+    (errors.InvalidStateTransition, 409),
+    (errors.RateLimited, 429),
+    (errors.DependencyUnavailable, 503),
+    (errors.ProcessingTimeout, 503),
+)
+
+#: ``code`` of Litestar's exceptions, which carry a status but no name of their own.
+_HTTP_CODES: Final[dict[int, str]] = {
+    400: "bad_request",
+    401: "not_authenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    503: "service_unavailable",
+}
+
+#: Handler ``opt`` key: the ``code`` a 413 gets on that route (uploads say ``image_too_large``).
+TOO_LARGE_CODE_OPT: Final = "too_large_code"
+
+_UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]+)`")
+_MISSING_FIELD: Final = re.compile(r"missing required field `([^`]+)`")
+
+
+def problem(
+    status: int,
+    detail: str,
+    code: str,
+    *,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    checks: dict[str, str] | None = None,
+) -> Response[Problem]:
+    """A problem+json response; the one constructor every error goes through."""
+    body = Problem(
+        status=status,
+        title=HTTPStatus(status).phrase,
+        detail=detail,
+        code=code,
+        field=field,
+        checks=checks,
+    )
+    return Response(body, status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {}))
+
+
+def retry_after_header(seconds: float) -> str:
+    """``Retry-After`` as whole seconds, at least 1 (0 would invite an immediate retry loop)."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def status_of(exc: errors.DomainError) -> int:
+    for kind, status in DOMAIN_STATUS:
+        if isinstance(exc, kind):
+            return status
+    return 400
+
+
+def domain_error_response(
+    request: Request[Any, Any, Any], exc: errors.DomainError
+) -> Response[Any]:
+    if isinstance(exc, errors.ImageNotReady):
+        return _not_ready(request, exc)
+    status = status_of(exc)
+    headers: dict[str, str] = {}
+    if isinstance(exc, errors.InvalidToken):
+        headers["WWW-Authenticate"] = 'Bearer error="invalid_token"'
+    elif isinstance(exc, errors.InvalidCredentials):
+        headers["WWW-Authenticate"] = "Bearer"
+    elif isinstance(exc, errors.RateLimited | errors.DependencyUnavailable):
+        headers["Retry-After"] = retry_after_header(exc.retry_after)
+    if isinstance(exc, errors.DependencyUnavailable):
+        logger.warning("%s unavailable: %s", exc.dependency, exc.message)
+    field = exc.field if isinstance(exc, errors.InvalidInput) else None
+    return problem(status, exc.message, exc.code, field=field, headers=headers)
+
+
+def _not_ready(request: Request[Any, Any, Any], exc: errors.ImageNotReady) -> Response[NotReady]:
+    image_id = request.path_params.get("image_id")
+    body = NotReady(
+        id=image_id if isinstance(image_id, str) else None,
+        status=exc.status or "PENDING",
+        detail=exc.message,
+        retry_after=NOT_READY_RETRY_AFTER_SECONDS,
+    )
+    headers = {
+        "Retry-After": retry_after_header(NOT_READY_RETRY_AFTER_SECONDS),
+        "Cache-Control": "no-store",
+    }
+    return Response(body, status_code=202, media_type=MediaType.JSON, headers=headers)
+
+
+def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    if isinstance(exc, ValidationException):
+        return _validation_problem(exc)
+    status = exc.status_code
+    if status >= 500:
+        logger.error("%s %s: %s", request.method, request.url.path, exc.detail)
+        return problem(status, HTTPStatus(status).phrase, "internal_error")
+    headers = dict(exc.headers or {})
+    if isinstance(exc, RequestEntityTooLarge):
+        return _too_large(request, headers)
+    if isinstance(exc, NotAuthorizedException):
+        headers.setdefault("WWW-Authenticate", "Bearer")
+    code = _HTTP_CODES.get(status, "bad_request" if isinstance(exc, ClientException) else "error")
+    if isinstance(exc, PermissionDeniedException):
+        code = "forbidden"
+    detail = exc.detail or HTTPStatus(status).phrase
+    if status == 400 and "malformed" in detail.lower():
+        code = "malformed_body"
+    return problem(status, detail, code, headers=headers)
+
+
+def _too_large(request: Request[Any, Any, Any], headers: dict[str, str]) -> Response[Problem]:
+    handler = request.scope.get("route_handler")
+    limit, code = None, "request_too_large"
+    if isinstance(handler, HTTPRouteHandler):
+        limit = handler.resolve_request_max_body_size()
+        code = handler.opt.get(TOO_LARGE_CODE_OPT, code)
+    detail = (
+        f"the request body is larger than the limit of {limit} bytes"
+        if limit
+        else "the request body is too large"
+    )
+    headers["Connection"] = "close"
+    return problem(413, detail, code, headers=headers)
+
+
+def _validation_problem(exc: ValidationException) -> Response[Problem]:
+    issues = exc.extra if isinstance(exc.extra, list) else []
+    first = issues[0] if issues and isinstance(issues[0], dict) else {}
+    message = str(first.get("message") or exc.detail or "invalid request")
+    key = first.get("key")
+    field = _field_name(key if isinstance(key, str) else None, message)
+    if message.strip("'") == "data" or (key == "data" and message == "'data'"):
+        message, field = "the request body is missing", None
+    detail = f"{field}: {message}" if field else message
+    code = "invalid_input"
+    if first.get("source") == "query":
+        code = "invalid_query"
+    return problem(422, detail, code, field=field)
+
+
+def _field_name(key: str | None, message: str) -> str | None:
+    """The dotted field a Litestar validation message is about.
+
+    Litestar reports the whole body as ``data``; msgspec names the unknown or missing field
+    only inside the message, so the two are joined: ``resize`` + ``zoom`` -> ``resize.zoom``.
+    """
+    base = None if key in (None, "", "data") else key
+    named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
+    if named:
+        return f"{base}.{named.group(1)}" if base else named.group(1)
+    return base
+
+
+def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
+    logger.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem(500, "an unexpected error occurred; it has been logged", "internal_error")
+
+
+def exception_handlers() -> ExceptionHandlersMap:
+    return {
+        errors.DomainError: domain_error_response,
+        HTTPException: http_exception_response,
+        Exception: unexpected_error_response,
+    }
+
+
+def problem_responses(*statuses: int, malformed: bool = True) -> dict[int, ResponseSpec]:
+    """The error answers of a route, for its OpenAPI description. 400 (a malformed request)
+    is among them unless ``malformed`` is False: it replaces Litestar's own description of a
+    validation error, which has another shape than the errors this API sends."""
+    return {
+        status: ResponseSpec(
+            Problem,
+            description=HTTPStatus(status).phrase,
+            media_type=PROBLEM_JSON,
+            generate_examples=False,
+        )
+        for status in sorted({400, *statuses} if malformed else set(statuses))
+    }
+
+
+NOT_READY_RESPONSE: Final = ResponseSpec(
+    NotReady,
+    description="Accepted: the derived image is still being made; retry after Retry-After",
+    generate_examples=False,
+)

@@ -1,0 +1,188 @@
+"""``/images``: upload, list, read, transform and delete the caller's images.
+
+Every handler parses, calls one use case and shapes its answer; errors are mapped in
+:mod:`imgproc_http.errors`. Handlers run in worker threads: an upload is probed (decoded as far
+as its header), the others query the database, and none of that may stall the event loop.
+Another user's image is indistinguishable from a missing one: 404.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from litestar import Controller, delete, get, post
+from litestar.datastructures import UploadFile
+from litestar.di import NamedDependency
+from litestar.enums import RequestEncodingType
+from litestar.params import Body, FromPath, Parameter
+from litestar.response import Redirect
+
+from imgproc_core.domain import JobStatus, User, parse_transformation
+from imgproc_core.use_cases import (
+    MAX_PAGE_LIMIT,
+    DeleteImage,
+    GetDownloadUrl,
+    GetImageMetadata,
+    ImageQuery,
+    ListImages,
+    ListImagesQuery,
+    RequestTransform,
+    RequestTransformCommand,
+    UploadImage,
+    UploadImageCommand,
+)
+from imgproc_http.errors import NOT_READY_RESPONSE, TOO_LARGE_CODE_OPT, problem_responses
+from imgproc_http.rate_limits import RATE_LIMIT_OPT
+from imgproc_http.schemas import JSON_BODY_LIMIT, ImageOut, ImagePage, TransformRequest
+from imgproc_http.security import AUTHENTICATED_OPT, BEARER_SCHEME
+from imgproc_http.workers import JobSignal
+
+PageNumber = Annotated[int, Parameter(ge=1, le=1_000_000, description="1-based page number")]
+PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE_LIMIT, description="images per page")]
+ImageId = FromPath[Annotated[str, Parameter(min_length=1, max_length=128)]]
+
+
+@dataclass
+class UploadForm:
+    """``multipart/form-data`` with the image in the part named ``file``. Its type is read
+    from its bytes; the part's content type and filename are not trusted (the filename is kept,
+    sanitized, for display only)."""
+
+    file: UploadFile
+
+
+class ImagesController(Controller):
+    path = "/images"
+    tags = ["images"]
+    opt = {AUTHENTICATED_OPT: True}
+    security = [{BEARER_SCHEME: []}]
+
+    @post(
+        "/",
+        status_code=201,
+        sync_to_thread=True,
+        opt={RATE_LIMIT_OPT: "upload", TOO_LARGE_CODE_OPT: "image_too_large"},
+        summary="Upload an image",
+        # No request_max_body_size here: the app's limit is the upload limit (from settings).
+        description=(
+            "JPEG, PNG, WebP, GIF, AVIF, TIFF or BMP, identified by its bytes. Too many bytes: "
+            "413 (refused while streaming); another type: 415; too many pixels or frames, "
+            "truncated or corrupt: 422."
+        ),
+        responses=problem_responses(401, 413, 415, 422, 429),
+    )
+    def upload(
+        self,
+        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        user: NamedDependency[User],
+        upload_image: NamedDependency[UploadImage],
+        base_url: NamedDependency[str],
+    ) -> ImageOut:
+        payload = data.file.file.read()
+        image = upload_image(
+            UploadImageCommand(user_id=user.id, filename=data.file.filename, data=payload)
+        )
+        return ImageOut.from_image(image, base_url)
+
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="List the caller's images, newest first",
+        responses=problem_responses(401, 422),
+    )
+    def list_images(
+        self,
+        user: NamedDependency[User],
+        list_images: NamedDependency[ListImages],
+        base_url: NamedDependency[str],
+        page: PageNumber = 1,
+        limit: PageSize = 10,
+    ) -> ImagePage:
+        found = list_images(ListImagesQuery(user_id=user.id, page=page, limit=limit))
+        return ImagePage.from_page(found, base_url)
+
+    @get(
+        "/{image_id:str}",
+        status_code=307,
+        sync_to_thread=True,
+        summary="Download an image: a redirect to a short-lived signed URL",
+        description=(
+            "307 to the signed URL (`Cache-Control: no-store`). A derived image still being "
+            "made: 202 with its status and `Retry-After`. One whose job failed for good: 409, "
+            "with the reason in `detail`."
+        ),
+        responses={**problem_responses(401, 404, 409, 503), 202: NOT_READY_RESPONSE},
+    )
+    def download(
+        self,
+        image_id: ImageId,
+        user: NamedDependency[User],
+        get_download_url: NamedDependency[GetDownloadUrl],
+    ) -> Redirect:
+        found = get_download_url(ImageQuery(user_id=user.id, image_id=image_id))
+        return Redirect(found.url, status_code=307, headers={"Cache-Control": "no-store"})
+
+    @get(
+        "/{image_id:str}/metadata",
+        sync_to_thread=True,
+        summary="An image's metadata; for a derived image, its status and transformation",
+        responses=problem_responses(401, 404),
+    )
+    def metadata(
+        self,
+        image_id: ImageId,
+        user: NamedDependency[User],
+        get_image_metadata: NamedDependency[GetImageMetadata],
+        base_url: NamedDependency[str],
+    ) -> ImageOut:
+        image = get_image_metadata(ImageQuery(user_id=user.id, image_id=image_id))
+        return ImageOut.from_image(image, base_url)
+
+    @post(
+        "/{image_id:str}/transform",
+        status_code=200,
+        sync_to_thread=True,
+        request_max_body_size=JSON_BODY_LIMIT,
+        opt={RATE_LIMIT_OPT: "transform"},
+        summary="Ask for a derived image",
+        description=(
+            "Answers at once with the derived image's entry, PENDING while a worker makes it "
+            "(or READY when that exact derivative exists: the same request twice is one job). "
+            "Poll its metadata, or GET it until it redirects."
+        ),
+        responses=problem_responses(401, 404, 422, 429),
+    )
+    def transform(
+        self,
+        image_id: ImageId,
+        data: TransformRequest,
+        user: NamedDependency[User],
+        request_transform: NamedDependency[RequestTransform],
+        base_url: NamedDependency[str],
+        new_jobs: NamedDependency[JobSignal],
+    ) -> ImageOut:
+        transformation = parse_transformation(data.to_mapping())
+        image = request_transform(
+            RequestTransformCommand(
+                user_id=user.id, image_id=image_id, transformation=transformation
+            )
+        )
+        if image.status is JobStatus.PENDING:
+            new_jobs.notify()
+        return ImageOut.from_image(image, base_url)
+
+    @delete(
+        "/{image_id:str}",
+        status_code=204,
+        sync_to_thread=True,
+        summary="Delete an image; an original takes its derived images with it",
+        responses=problem_responses(401, 404),
+    )
+    def delete_image(
+        self,
+        image_id: ImageId,
+        user: NamedDependency[User],
+        delete_image: NamedDependency[DeleteImage],
+    ) -> None:
+        delete_image(ImageQuery(user_id=user.id, image_id=image_id))

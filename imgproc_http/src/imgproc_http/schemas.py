@@ -1,0 +1,228 @@
+"""The bodies the API reads and writes, as msgspec Structs, and their mapping from the domain.
+
+Request bodies forbid unknown fields, so a typo is a 422 naming the field rather than an
+option silently ignored. Responses are built from domain objects here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Final
+
+import msgspec
+
+from imgproc_core.domain import Image, Page, Transformation, User
+from imgproc_core.domain.transformations import (
+    BlurRadius,
+    Crop,
+    Degrees,
+    Filters,
+    FormatName,
+    Quality,
+    Resize,
+    SharpenAmount,
+    Watermark,
+)
+from imgproc_core.use_cases import Session
+
+API_PREFIX: Final = "/api/v1"
+#: Credentials and transformations are a few hundred bytes of JSON; only uploads are larger.
+JSON_BODY_LIMIT: Final = 64 * 1024
+
+Username = Annotated[str, msgspec.Meta(min_length=1, max_length=256, examples=["alice"])]
+#: Longer passwords are refused by the domain with a clear message (bcrypt reads 72 bytes);
+#: this bound only keeps absurd bodies out.
+Password = Annotated[
+    str, msgspec.Meta(min_length=1, max_length=4096, examples=["correct horse battery"])
+]
+
+
+class _Request(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Base of the request bodies."""
+
+
+class _Response(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of the response bodies."""
+
+
+# -- errors ------------------------------------------------------------------------------------
+
+
+class Problem(_Response, frozen=True, omit_defaults=True):
+    """Every error, as ``application/problem+json`` (RFC 9457 members plus ``code``).
+
+    ``code`` is stable and machine-readable; ``field`` names the offending part of the request
+    (``resize.width``, ``page``, ``file``) when there is one.
+    """
+
+    status: int
+    title: str
+    detail: str
+    code: str
+    field: str | None = None
+    #: For ``/readyz``: each dependency and what it answered.
+    checks: dict[str, str] | None = None
+
+
+class NotReady(_Response, frozen=True):
+    """A derived image whose job has not finished: poll again after ``Retry-After`` seconds."""
+
+    id: str | None
+    status: str
+    detail: str
+    code: str = "image_not_ready"
+    retry_after: int = 1
+
+
+# -- users -------------------------------------------------------------------------------------
+
+
+class Credentials(_Request, frozen=True, kw_only=True):
+    username: Username
+    password: Password
+
+
+class UserOut(_Response, frozen=True):
+    id: str
+    username: str
+    created_at: datetime
+
+    @classmethod
+    def from_user(cls, user: User) -> UserOut:
+        return cls(id=user.id, username=user.username, created_at=user.created_at)
+
+
+class SessionOut(_Response, frozen=True):
+    """An access token for ``Authorization: Bearer <access_token>``, and whom it speaks for."""
+
+    access_token: str
+    token_type: str
+    expires_at: datetime
+    expires_in: int
+    user: UserOut
+
+    @classmethod
+    def from_session(cls, session: Session, now: datetime) -> SessionOut:
+        token = session.token
+        return cls(
+            access_token=token.token,
+            token_type=token.token_type,
+            expires_at=token.expires_at,
+            expires_in=max(0, int((token.expires_at - now).total_seconds())),
+            user=UserOut.from_user(session.user),
+        )
+
+
+# -- images ------------------------------------------------------------------------------------
+
+
+class ImageOut(_Response, frozen=True):
+    """An original or a derived image.
+
+    ``storage_url`` is the API address that answers with a short-lived signed URL (HTTP 307);
+    the storage's own location is never shown. A derived image has ``source_id`` and its
+    resolved ``transformation``; ``failure_reason`` is set when its job failed for good.
+    """
+
+    id: str
+    user_id: str
+    filename: str
+    storage_url: str
+    is_transformed: bool
+    mimetype: str
+    size_bytes: int
+    width: int
+    height: int
+    format: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    frames: int
+    source_id: str | None
+    transformation: Transformation | None
+    failure_reason: str | None
+
+    @classmethod
+    def from_image(cls, image: Image, base_url: str) -> ImageOut:
+        return cls(
+            id=image.id,
+            user_id=image.user_id,
+            filename=image.filename,
+            storage_url=f"{base_url}{API_PREFIX}/images/{image.id}",
+            is_transformed=image.is_transformed,
+            mimetype=image.mimetype,
+            size_bytes=image.size_bytes,
+            width=image.width,
+            height=image.height,
+            format=image.format,
+            status=image.status.value,
+            created_at=image.created_at,
+            updated_at=image.updated_at,
+            frames=image.frames,
+            source_id=image.source_id,
+            transformation=image.transformation,
+            failure_reason=image.failure_reason,
+        )
+
+
+class ImagePage(_Response, frozen=True):
+    """One page of the caller's images, newest first; ``total`` counts them all."""
+
+    items: list[ImageOut]
+    page: int
+    limit: int
+    total: int
+
+    @classmethod
+    def from_page(cls, page: Page[Image], base_url: str) -> ImagePage:
+        return cls(
+            items=[ImageOut.from_image(image, base_url) for image in page.items],
+            page=page.page,
+            limit=page.limit,
+            total=page.total,
+        )
+
+
+# -- transformations ---------------------------------------------------------------------------
+
+
+class TransformFields(_Request, frozen=True, kw_only=True, omit_defaults=True):
+    """The operations, all optional, at least one required. They always run in one order:
+    auto-orient, crop, resize, rotate, flip/mirror, filters, watermark, encode."""
+
+    resize: Resize | None = None
+    crop: Crop | None = None
+    rotate: Degrees = 0
+    flip: bool = False
+    mirror: bool = False
+    grayscale: bool = False
+    sepia: bool = False
+    blur: BlurRadius = 0.0
+    sharpen: SharpenAmount = 0.0
+    filters: Filters | None = None
+    watermark: Watermark | None = None
+    format: FormatName | None = None
+    quality: Quality | None = None
+
+
+class TransformRequest(TransformFields, frozen=True, kw_only=True, omit_defaults=True):
+    """The flat shape, or the same fields inside ``{"transformations": {...}}``, not both."""
+
+    transformations: TransformFields | None = None
+
+    def to_mapping(self) -> dict[str, Any]:
+        """The fields the client gave, as the domain's parser reads them."""
+        mapping: dict[str, Any] = msgspec.to_builtins(self)
+        return mapping
+
+
+# -- operations --------------------------------------------------------------------------------
+
+
+class Liveness(_Response, frozen=True):
+    status: str = "ok"
+
+
+class Readiness(_Response, frozen=True):
+    status: str
+    checks: dict[str, str]

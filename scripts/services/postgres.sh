@@ -1,0 +1,198 @@
+#!/usr/bin/env bash
+# A private PostgreSQL for the tests: its own data folder, 127.0.0.1 only, its own port.
+#
+#   postgres.sh start    install PostgreSQL if needed, start it, create the test database
+#   postgres.sh stop     stop it (fast shutdown); stopping a stopped server is fine
+#   postgres.sh status   say whether it runs (exit 0) or not (exit 3)
+#   postgres.sh url      print the SQLAlchemy URL of the test database
+#
+# Settings: IMGPROC_SERVICES_DIR (default <repo>/var/services), IMGPROC_PG_PORT (default 55432),
+# IMGPROC_PG_START_TIMEOUT (seconds, default 60).
+#
+# The cluster trusts every connection from 127.0.0.1 and trades durability for speed: it is for
+# tests on one machine, never for data anyone wants to keep.
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo="$(cd "$here/../.." && pwd)"
+services_dir="${IMGPROC_SERVICES_DIR:-$repo/var/services}"
+base="$services_dir/postgres"
+data="$base/data"
+socket_dir="$base/run"
+log_file="$base/postgres.log"
+port="${IMGPROC_PG_PORT:-55432}"
+host="127.0.0.1"
+database="imgproc_test"
+superuser="postgres"
+start_timeout="${IMGPROC_PG_START_TIMEOUT:-60}"
+
+say() { echo "postgres.sh: $*" >&2; }
+die() {
+    say "error: $*"
+    exit 1
+}
+
+bin_dir=""
+
+find_binaries() {
+    local candidate
+    bin_dir=""
+    # The newest installed major version wins.
+    for candidate in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+        if [[ -x "$candidate/initdb" && -x "$candidate/pg_ctl" && -x "$candidate/pg_isready" ]]; then
+            bin_dir="$candidate"
+        fi
+    done
+    [[ -n "$bin_dir" ]]
+}
+
+install_postgres() {
+    local packages=(postgresql postgresql-contrib)
+    if [[ "$(id -u)" -ne 0 ]]; then
+        die "PostgreSQL is not installed and installing it needs root: apt-get install ${packages[*]}"
+    fi
+    command -v apt-get >/dev/null || die "PostgreSQL is not installed and apt-get is not available"
+    say "installing ${packages[*]} with apt-get"
+    export DEBIAN_FRONTEND=noninteractive
+    if ! apt-get install -y --no-install-recommends "${packages[@]}" >&2; then
+        say "install failed; refreshing the package lists and trying again"
+        apt-get update >&2 || die "apt-get update failed"
+        apt-get install -y --no-install-recommends "${packages[@]}" >&2 \
+            || die "apt-get could not install ${packages[*]}"
+    fi
+}
+
+ensure_binaries() {
+    if ! find_binaries; then
+        install_postgres
+        find_binaries || die "PostgreSQL was installed but no initdb/pg_ctl under /usr/lib/postgresql/*/bin"
+    fi
+}
+
+# initdb refuses to run as root, and the server must own its files: as root, run them as the
+# postgres account; as anyone else, as oneself.
+as_owner() {
+    if [[ "$(id -u)" -eq 0 ]]; then
+        id postgres >/dev/null 2>&1 || die "the postgres account is missing (is the package installed?)"
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+prepare_directories() {
+    mkdir -p "$data" "$socket_dir"
+    chmod 700 "$data"
+    if [[ "$(id -u)" -eq 0 ]]; then
+        chown -R postgres:postgres "$base"
+        runuser -u postgres -- test -w "$base" \
+            || die "the postgres account cannot reach $base: every folder above it must be searchable (o+x)"
+    fi
+}
+
+init_cluster() {
+    [[ -f "$data/PG_VERSION" ]] && return 0
+    say "creating a cluster in $data"
+    as_owner "$bin_dir/initdb" -D "$data" -U "$superuser" --auth=trust --encoding=UTF8 \
+        --no-locale >"$base/initdb.log" 2>&1 \
+        || { cat "$base/initdb.log" >&2; die "initdb failed"; }
+    as_owner tee -a "$data/postgresql.conf" >/dev/null <<EOF
+
+# Written by postgres.sh: a private test server.
+listen_addresses = '$host'
+port = $port
+unix_socket_directories = '$socket_dir'
+max_connections = 200
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+EOF
+    as_owner tee "$data/pg_hba.conf" >/dev/null <<EOF
+# Written by postgres.sh: the socket and 127.0.0.1 only, without passwords.
+local   all   all                  trust
+host    all   all   127.0.0.1/32   trust
+EOF
+}
+
+is_running() {
+    as_owner "$bin_dir/pg_ctl" status -D "$data" >/dev/null 2>&1
+}
+
+wait_until_ready() {
+    local waited=0
+    until "$bin_dir/pg_isready" -q -h "$host" -p "$port" -U "$superuser" -d postgres; do
+        if ((waited >= start_timeout)); then
+            tail -n 20 "$log_file" >&2 || true
+            die "PostgreSQL did not answer on $host:$port within ${start_timeout}s (log: $log_file)"
+        fi
+        sleep 1
+        waited=$((waited + 1))
+    done
+}
+
+ensure_database() {
+    local psql=("$bin_dir/psql" -X -q -h "$host" -p "$port" -U "$superuser" -d postgres -v ON_ERROR_STOP=1)
+    if [[ -z "$("${psql[@]}" -tAc "SELECT 1 FROM pg_database WHERE datname = '$database'")" ]]; then
+        "${psql[@]}" -c "CREATE DATABASE $database" >/dev/null || die "could not create database $database"
+        say "created database $database"
+    fi
+}
+
+cmd_start() {
+    ensure_binaries
+    prepare_directories
+    # Two starts at once (parallel test runs) must not both initdb or both start the server.
+    exec 9>"$base/.lock"
+    if command -v flock >/dev/null; then
+        flock 9
+    fi
+    init_cluster
+    if is_running; then
+        say "already running on $host:$port"
+    else
+        say "starting on $host:$port"
+        if ! as_owner "$bin_dir/pg_ctl" start -D "$data" -l "$log_file" -w -t "$start_timeout" >&2; then
+            tail -n 20 "$log_file" >&2 || true
+            die "pg_ctl could not start the server (is port $port taken? log: $log_file)"
+        fi
+    fi
+    wait_until_ready
+    ensure_database
+    exec 9>&-
+}
+
+cmd_stop() {
+    if ! find_binaries || [[ ! -f "$data/PG_VERSION" ]]; then
+        say "not running"
+        return 0
+    fi
+    if is_running; then
+        as_owner "$bin_dir/pg_ctl" stop -D "$data" -m fast -w >&2
+    else
+        say "not running"
+    fi
+}
+
+cmd_status() {
+    if find_binaries && [[ -f "$data/PG_VERSION" ]] && is_running; then
+        echo "running on $host:$port (data: $data)"
+        return 0
+    fi
+    echo "not running"
+    return 3
+}
+
+cmd_url() {
+    echo "postgresql+psycopg://$superuser@$host:$port/$database"
+}
+
+case "${1:-}" in
+start) cmd_start ;;
+stop) cmd_stop ;;
+status) cmd_status ;;
+url) cmd_url ;;
+*)
+    echo "usage: $0 start|stop|status|url" >&2
+    exit 2
+    ;;
+esac

@@ -1,0 +1,310 @@
+"""Contract of JobQueue, run against every implementation in IMPLEMENTATIONS.
+
+Time is the injected ManualClock's: due times and leases are read from it, never from sleeping.
+Jobs name images stored beforehand, so that adapters with foreign keys pass too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+import msgspec
+import pytest
+
+from imgproc_core.adapters.memory import InMemoryDatabase, InMemoryUnitOfWork, ManualClock
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.users import User
+from imgproc_core.ports.persistence import UnitOfWorkFactory
+
+UserBuilder = Callable[..., User]
+ImageBuilder = Callable[..., Image]
+JobSeeder = Callable[[int], list[TransformJob]]
+Implementation = Callable[[pytest.FixtureRequest, ManualClock], UnitOfWorkFactory]
+
+
+def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
+    database = InMemoryDatabase()
+    return lambda: InMemoryUnitOfWork(database, clock)
+
+
+IMPLEMENTATIONS = [pytest.param(_memory, id="memory")]
+
+LEASE = 30.0
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def uow_factory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
+    implementation: Implementation = request.param
+    return implementation(request, clock)
+
+
+@pytest.fixture
+def seed_jobs(
+    uow_factory: UnitOfWorkFactory, make_user: UserBuilder, make_image: ImageBuilder
+) -> JobSeeder:
+    """Store ``n`` pending derivatives of one original and return their jobs (not queued)."""
+
+    def seed(n: int) -> list[TransformJob]:
+        owner = make_user()
+        source = make_image(owner.id)
+        derivatives = [
+            make_image(owner.id, source_id=source.id, status=JobStatus.PENDING) for _ in range(n)
+        ]
+        with uow_factory() as uow:
+            uow.users.add(owner)
+            uow.images.add(source)
+            uow.commit()
+        with uow_factory() as uow:
+            for derivative in derivatives:
+                uow.images.add(derivative)
+            uow.commit()
+        return [
+            TransformJob(image_id=image.id, source_id=source.id, user_id=owner.id)
+            for image in derivatives
+        ]
+
+    return seed
+
+
+def _enqueue(uow_factory: UnitOfWorkFactory, *jobs: TransformJob) -> None:
+    with uow_factory() as uow:
+        for job in jobs:
+            uow.jobs.enqueue(job)
+        uow.commit()
+
+
+def _enqueue_one_second_apart(
+    uow_factory: UnitOfWorkFactory, clock: ManualClock, jobs: list[TransformJob]
+) -> None:
+    for job in jobs:
+        _enqueue(uow_factory, job)
+        clock.advance(1)
+
+
+def _claim(
+    uow_factory: UnitOfWorkFactory, worker: str = "w1", lease: float = LEASE
+) -> TransformJob | None:
+    with uow_factory() as uow:
+        job = uow.jobs.claim(worker, lease)
+        uow.commit()
+    return job
+
+
+def _ack(uow_factory: UnitOfWorkFactory, job_id: str) -> None:
+    with uow_factory() as uow:
+        uow.jobs.ack(job_id)
+        uow.commit()
+
+
+def _retry(uow_factory: UnitOfWorkFactory, job_id: str, delay: float) -> None:
+    with uow_factory() as uow:
+        uow.jobs.retry(job_id, delay)
+        uow.commit()
+
+
+def _pending(uow_factory: UnitOfWorkFactory) -> int:
+    with uow_factory() as uow:
+        return uow.jobs.pending_count()
+
+
+def test_an_empty_queue_has_nothing_to_claim(uow_factory: UnitOfWorkFactory) -> None:
+    assert _claim(uow_factory) is None
+    assert _pending(uow_factory) == 0
+
+
+def test_a_queued_job_is_claimed_whole(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    job = msgspec.structs.replace(job, attempts=2)
+    _enqueue(uow_factory, job)
+
+    assert _pending(uow_factory) == 1
+    assert _claim(uow_factory) == job
+    assert _pending(uow_factory) == 1
+
+
+def test_enqueue_is_idempotent_by_job_id(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job, job)
+    _enqueue(uow_factory, msgspec.structs.replace(job, attempts=5))
+
+    assert _pending(uow_factory) == 1
+    assert _claim(uow_factory) == job
+    assert _claim(uow_factory) is None
+
+
+def test_enqueueing_a_leased_job_again_keeps_its_lease(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    assert _claim(uow_factory) == job
+
+    _enqueue(uow_factory, job)
+
+    assert _claim(uow_factory, "w2") is None
+    assert _pending(uow_factory) == 1
+
+
+def test_claims_come_oldest_first(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    jobs = seed_jobs(4)
+    _enqueue_one_second_apart(uow_factory, clock, [jobs[2], jobs[0], jobs[3], jobs[1]])
+
+    claimed = [_claim(uow_factory, f"w{n}") for n in range(5)]
+
+    assert claimed == [jobs[2], jobs[0], jobs[3], jobs[1], None]
+
+
+def test_a_leased_job_is_not_claimed_again_until_the_lease_ends(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second = seed_jobs(2)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second])
+
+    assert _claim(uow_factory, "w1", lease=30) == first
+    assert _claim(uow_factory, "w2", lease=30) == second
+    clock.advance(29)
+    assert _claim(uow_factory, "w3") is None
+
+    clock.advance(2)
+    assert _claim(uow_factory, "w3", lease=30) == first
+    assert _claim(uow_factory, "w4", lease=30) == second
+    assert _claim(uow_factory, "w5") is None
+
+
+def test_an_acknowledged_job_is_gone(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second = seed_jobs(2)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second])
+    claimed = _claim(uow_factory)
+    assert claimed == first
+
+    _ack(uow_factory, first.id)
+
+    assert _pending(uow_factory) == 1
+    clock.advance(LEASE * 10)
+    assert _claim(uow_factory) == second
+    assert _claim(uow_factory) is None
+
+
+def test_acknowledging_an_unknown_job_is_not_an_error(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    _ack(uow_factory, job.id)
+    _ack(uow_factory, job.id)
+    _ack(uow_factory, "0" * 32)
+    assert _pending(uow_factory) == 0
+
+
+def test_a_retried_job_is_due_after_its_delay_with_one_more_attempt(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    assert _claim(uow_factory, lease=300) == job
+
+    _retry(uow_factory, job.id, delay=10)
+
+    assert _pending(uow_factory) == 1
+    clock.advance(9)
+    assert _claim(uow_factory) is None
+    # The retry gave the lease back: the job is due after the delay, not after the lease.
+    clock.advance(2)
+    again = _claim(uow_factory)
+    assert again == msgspec.structs.replace(job, attempts=1)
+
+    _retry(uow_factory, job.id, delay=0)
+    assert _claim(uow_factory) == msgspec.structs.replace(job, attempts=2)
+
+
+def test_a_retried_job_waits_behind_jobs_due_sooner(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second = seed_jobs(2)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second])
+    assert _claim(uow_factory) == first
+
+    _retry(uow_factory, first.id, delay=5)
+    clock.advance(6)
+
+    assert _claim(uow_factory) == second
+    assert _claim(uow_factory) == msgspec.structs.replace(first, attempts=1)
+
+
+def test_retrying_an_unknown_job_is_not_an_error(uow_factory: UnitOfWorkFactory) -> None:
+    _retry(uow_factory, "0" * 32, delay=1)
+    assert _pending(uow_factory) == 0
+
+
+def test_a_claim_rolled_back_leaves_the_job_claimable(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+
+    with uow_factory() as uow:
+        assert uow.jobs.claim("crashes", LEASE) == job
+
+    assert _claim(uow_factory, "w2") == job
+
+
+def test_a_job_claimed_in_an_open_unit_of_work_is_not_handed_out_twice(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second = seed_jobs(2)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second])
+
+    # The other claim runs in its own thread: an adapter may make it wait for the open unit of
+    # work (a database lock) or skip the claimed row; either way it must not get ``first``.
+    with ThreadPoolExecutor(max_workers=1) as pool, uow_factory() as slow:
+        assert slow.jobs.claim("slow", LEASE) == first
+        fast = pool.submit(_claim, uow_factory, "fast")
+        slow.commit()
+    assert fast.result() == second
+    assert _claim(uow_factory, "late") is None
+
+
+def test_an_uncommitted_enqueue_is_not_claimable_by_others(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with uow_factory() as uow:
+            uow.jobs.enqueue(job)
+            other = pool.submit(_claim, uow_factory, "other")
+        assert other.result() is None
+    assert _claim(uow_factory, "other") is None
+    assert _pending(uow_factory) == 0
+
+
+def test_concurrent_workers_never_share_a_job(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    jobs = seed_jobs(40)
+    _enqueue(uow_factory, *jobs)
+    start = threading.Barrier(8)
+
+    def work(worker: str) -> list[str]:
+        taken: list[str] = []
+        start.wait()
+        while (job := _claim(uow_factory, worker, lease=600)) is not None:
+            taken.append(job.id)
+        return taken
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(work, [f"worker-{n}" for n in range(8)]))
+
+    claimed = [job_id for taken in results for job_id in taken]
+    assert sorted(claimed) == sorted(job.id for job in jobs)
+    assert len(set(claimed)) == len(claimed)
