@@ -1,0 +1,77 @@
+"""The composition root wires every use case; the test container runs the whole flow on fakes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from imgproc_core.adapters.memory import InMemoryImageCodec, ManualClock, fake_image_bytes
+from imgproc_core.container import build_container
+from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.transformations import parse_transformation
+from imgproc_core.settings import Settings, SettingsError
+from imgproc_core.testing import TEST_SECRET, build_test_container, settings_for_tests
+from imgproc_core.use_cases import (
+    ImageQuery,
+    LogInCommand,
+    RegisterUserCommand,
+    RequestTransformCommand,
+    UploadImageCommand,
+)
+
+
+def test_the_test_container_runs_a_whole_transformation_on_fakes() -> None:
+    container = build_test_container()
+    assert isinstance(container.clock(), ManualClock)
+    assert isinstance(container.codec(), InMemoryImageCodec)
+
+    session = container.register_user()(RegisterUserCommand("alice", "correct horse"))
+    assert container.log_in()(LogInCommand("ALICE", "correct horse")).user.id == session.user.id
+    original = container.upload_image()(
+        UploadImageCommand(session.user.id, "a.png", fake_image_bytes("png", 640, 480))
+    )
+    derived = container.request_transform()(
+        RequestTransformCommand(
+            session.user.id, original.id, parse_transformation({"resize": {"width": 320}})
+        )
+    )
+    assert derived.status is JobStatus.PENDING
+    with container.unit_of_work() as uow:
+        job = uow.jobs.claim("test", 60)
+        uow.commit()
+    assert job is not None
+    assert job.id == derived.id
+    outcome = container.process_transform_job()(job)
+    assert outcome.image is not None
+    assert (outcome.image.status, outcome.image.width, outcome.image.height) == (
+        JobStatus.READY,
+        320,
+        240,
+    )
+    download = container.get_download_url()(ImageQuery(session.user.id, derived.id))
+    assert download.url.startswith("memory://")
+    assert download.image.id == derived.id
+
+
+def test_use_cases_are_shared_and_units_of_work_are_fresh() -> None:
+    container = build_test_container()
+    assert container.upload_image() is container.upload_image()
+    assert container.unit_of_work() is not container.unit_of_work()
+
+
+def test_the_real_container_uses_the_real_adapters(tmp_path: Path) -> None:
+    settings = settings_for_tests(storage="local", storage_dir=str(tmp_path / "blobs"))
+    container = build_container(settings)
+    assert type(container.codec()).__name__ == "PillowImageCodec"
+    assert type(container.password_hasher()).__name__ == "BcryptPasswordHasher"
+    assert type(container.token_issuer()).__name__ == "JwtTokenIssuer"
+    assert type(container.blob_storage()).__name__ == "LocalBlobStorage"
+
+
+def test_a_weak_secret_is_refused_outside_tests() -> None:
+    with pytest.raises(SettingsError, match="IMGPROC_JWT_SECRET"):
+        Settings(environment="production", jwt_secret="changeme").check_secrets()
+    with pytest.raises(SettingsError, match="at least 32"):
+        Settings(environment="development", jwt_secret="x" * 31).check_secrets()
+    Settings(environment="production", jwt_secret=TEST_SECRET).check_secrets()
