@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from imgproc_core.adapters.blob_keys import MAX_KEY_CHARS, MAX_SEGMENT_CHARS
 from imgproc_core.adapters.local import MIN_SECRET_BYTES, LocalBlobStorage, UrlSigner
 from imgproc_core.adapters.local import storage as local_storage_module
-from imgproc_core.adapters.local.keys import MAX_KEY_CHARS, MAX_SEGMENT_CHARS
 from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.domain.errors import BlobNotFound, Conflict, DependencyUnavailable
 from imgproc_core.domain.images import derivative_key, derivative_prefix, original_key
@@ -183,7 +183,7 @@ def test_a_write_is_a_rename_of_a_complete_file(
 
     assert len(renames) == 1
     temporary, content = renames[0]
-    assert temporary.startswith(".a.jpg.")
+    assert temporary.startswith(".~a.jpg.")
     assert temporary.endswith(".tmp")
     assert content == b"new bytes"
 
@@ -320,47 +320,58 @@ def test_delete_prefix_of_a_user_removes_everything_of_that_user(
     assert storage.root.is_dir()
 
 
-def test_delete_prefix_without_a_slash_matches_names_like_an_object_store(
+def test_delete_prefix_keeps_neighbours_whose_names_start_the_same(
     storage: LocalBlobStorage,
 ) -> None:
     _populate(storage)
-    storage.put(f"{USER}/{ORIGINAL}-sibling.gif", b"s", "image/gif")
+    storage.put(f"{USER}/{ORIGINAL}-sibling/d.gif", b"s", "image/gif")
+    storage.put("someone-else-too/a.jpg", b"t", JPEG)
 
-    # The original, its two derivatives and the sibling whose name starts the same way.
-    assert storage.delete_prefix(f"{USER}/{ORIGINAL}") == 4
+    assert storage.delete_prefix(derivative_prefix(USER, ORIGINAL)) == 2
+    assert storage.delete_prefix("someone-else/") == 1
 
-    assert _files(storage.root) == [f"{USER}/{'b' * 32}.png", f"someone-else/{ORIGINAL}.jpg"]
+    assert _files(storage.root) == [
+        f"{USER}/{ORIGINAL}-sibling/d.gif",
+        f"{USER}/{ORIGINAL}.jpg",
+        f"{USER}/{'b' * 32}.png",
+        "someone-else-too/a.jpg",
+    ]
 
 
-def test_delete_prefix_without_a_slash_at_the_top_matches_folder_names(
-    storage: LocalBlobStorage,
-) -> None:
-    storage.put("user1/a.jpg", b"1", JPEG)
-    storage.put("user10/a.jpg", b"10", JPEG)
-    storage.put("other/a.jpg", b"o", JPEG)
+def test_delete_prefix_reaches_any_depth(storage: LocalBlobStorage) -> None:
+    for key in ("u1/a/b/c/d.jpg", "u1/a/b/e.jpg", "u1/a/f.jpg", "u1/g.jpg"):
+        storage.put(key, b"x", JPEG)
 
-    assert storage.delete_prefix("user1") == 2
-    assert _files(storage.root) == ["other/a.jpg"]
+    assert storage.delete_prefix("u1/a/") == 3
+    assert _files(storage.root) == ["u1/g.jpg"]
+    assert sorted(path.name for path in (storage.root / "u1").iterdir()) == ["g.jpg"]
 
 
 def test_delete_prefix_clears_debris_of_interrupted_writes_without_counting_it(
     storage: LocalBlobStorage,
 ) -> None:
     storage.put("u1/img/a.png", b"a", "image/png")
-    (storage.root / "u1" / "img" / ".a.png.x1y2z3.tmp").write_bytes(b"half")
-    (storage.root / "u1" / ".b.jpg.q9w8e7.tmp").write_bytes(b"half")
+    (storage.root / "u1" / "img" / ".~a.png.x1y2z3.tmp").write_bytes(b"half")
+    (storage.root / "u1" / ".~b.jpg.q9w8e7.tmp").write_bytes(b"half")
 
     assert storage.delete_prefix("u1/img/") == 1
-    assert storage.delete_prefix("u1/b") == 0
+    assert storage.delete_prefix("u1/") == 0
     assert _files(storage.root) == []
 
 
-@pytest.mark.parametrize("prefix", ["", "/", "/u1/", "../", "u1//", "u1/../", "u1/.", "a\\b/"])
-def test_delete_prefix_refuses_a_dangerous_prefix(storage: LocalBlobStorage, prefix: str) -> None:
+@pytest.mark.parametrize(
+    "prefix",
+    ["", "/", "u1", "u1/a.jpg", "/u1/", "../", "u1//", "u1/../", "u1/./", "a\\b/", "\uff55\uff11/"],
+)
+def test_delete_prefix_refuses_what_is_not_a_safe_folder(
+    storage: LocalBlobStorage, prefix: str
+) -> None:
     storage.put("u1/a.jpg", b"x", JPEG)
+    storage.put("u10/a.jpg", b"x", JPEG)
     with pytest.raises(ValueError, match="blob"):
         storage.delete_prefix(prefix)
     assert storage.exists("u1/a.jpg")
+    assert storage.exists("u10/a.jpg")
 
 
 # -- hostile keys ------------------------------------------------------------------------------
@@ -380,8 +391,8 @@ HOSTILE_KEYS = [
     pytest.param("a/b\x00.jpg", id="nul"),
     pytest.param("a/b\n.jpg", id="newline"),
     pytest.param("a/b c.jpg", id="space"),
-    pytest.param("a/.hidden", id="hidden"),
-    pytest.param("a/.b.jpg.abc.tmp", id="temporary-name"),
+    pytest.param("a/.~b.jpg.abc123.tmp", id="temporary-name"),
+    pytest.param("a/b~1.jpg", id="tilde"),
     pytest.param("\u2024\u2024/x", id="one-dot-leaders"),
     pytest.param("\uff0e\uff0e/x", id="fullwidth-dots"),
     pytest.param("a\u2215b", id="division-slash"),
@@ -411,6 +422,14 @@ def test_a_hostile_key_is_refused_by_every_operation(
         assert not storage.root.exists(), f"{name} touched the disk"
     assert storage.verify(key, "9999999999", "A" * 43) is False
     assert sorted(path.name for path in tmp_path.iterdir()) == []
+
+
+def test_dots_inside_segments_are_fine(storage: LocalBlobStorage) -> None:
+    keys = ["u1/.hidden", "u1/..x", "u1/x..", "u1/...", ".u/a.b.c", "u1/-_-.jpg"]
+    for n, key in enumerate(keys):
+        storage.put(key, bytes([n]), JPEG)
+    assert [storage.get(key) for key in keys] == [bytes([n]) for n in range(len(keys))]
+    assert storage.delete_prefix("u1/") == 5
 
 
 def test_keys_at_the_length_limits_work(storage: LocalBlobStorage) -> None:
@@ -468,7 +487,10 @@ def test_a_linked_folder_pointing_outside_is_never_followed(
     with pytest.raises(ValueError, match="symbolic link"):
         storage.delete_prefix("u1/")
 
-    assert storage.delete_prefix("u") == 1
+    storage.put("u3/own.jpg", b"own", JPEG)
+    (storage.root / "u3" / "linked").symlink_to(outside, target_is_directory=True)
+    assert storage.delete_prefix("u3/") == 1
+    assert (storage.root / "u3" / "linked").is_symlink()
     assert sorted(path.name for path in outside.iterdir()) == ["secret.jpg"]
     assert (outside / "secret.jpg").read_bytes() == b"secret"
     assert (storage.root / "u1").is_symlink()

@@ -5,7 +5,7 @@ derivative ``{user}/{original}/{derived}.{ext}`` lives in the folder ``root/{use
 
 Safety rules, each of which the unit tests check:
 
-- Keys are validated strictly (:mod:`imgproc_core.adapters.local.keys`) before any file system
+- Keys are validated strictly (:mod:`imgproc_core.adapters.blob_keys`) before any file system
   call, and the resulting path must resolve inside the root.
 - Symbolic links below the root are never followed: a key whose path runs through one (a folder
   or the file itself) is refused with ``ValueError``, and :meth:`LocalBlobStorage.delete_prefix`
@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Final, NoReturn
 from urllib.parse import quote, urlencode, urlsplit
 
-from imgproc_core.adapters.local.keys import is_valid_segment, key_segments, prefix_parts
+from imgproc_core.adapters.blob_keys import is_valid_segment, key_segments, prefix_segments
 from imgproc_core.adapters.local.signing import UrlSigner
 from imgproc_core.domain.errors import BlobNotFound, Conflict, DependencyUnavailable
 from imgproc_core.ports.clock import Clock
@@ -40,7 +40,8 @@ from imgproc_core.ports.storage import SignedUrl
 #: The longest a signed URL may live; the same bound as Google Cloud Storage's V4 URLs.
 MAX_URL_TTL_SECONDS: Final = 7 * 24 * 3600
 
-_TEMP_PREFIX: Final = "."
+#: '~' is not allowed in keys, so a temporary file can never be taken for a blob, nor named.
+_TEMP_PREFIX: Final = ".~"
 _TEMP_SUFFIX: Final = ".tmp"
 #: A folder removed by a concurrent ``delete_prefix`` between creating it and writing into it.
 _WRITE_ATTEMPTS: Final = 3
@@ -143,22 +144,24 @@ class LocalBlobStorage:
             self._unavailable("delete", key, exc)
 
     def delete_prefix(self, prefix: str) -> int:
-        """Remove every blob whose key starts with ``prefix``; the number removed.
+        """Remove every blob under the folder ``prefix`` names, at any depth, and the folder
+        itself; the number of blobs removed.
 
-        With a trailing ``/`` (``u1/img/``) that is everything in the folder, at any depth, and
-        the folder itself. Without one it is plain string-prefix matching, as in object stores:
-        ``u1/img`` removes ``u1/img.jpg``, everything in ``u1/img/`` and also ``u1/img2.png``.
-        Leftover temporary files of interrupted writes under the prefix are removed too, but not
-        counted; symbolic links are left alone. An empty prefix, which would name every blob,
-        raises ``ValueError``.
+        The prefix must end with ``/`` (``u1/`` or ``u1/img/``), as the port says: without it
+        ``u1`` would also take ``u10/...``, so ``ValueError`` it is, like an empty prefix.
+        Leftover temporary files of interrupted writes are removed too, but not counted;
+        symbolic links are left alone.
         """
-        segments, name_start = prefix_parts(prefix)
-        folder = self._root.joinpath(*segments)
+        folder = self._root.joinpath(*prefix_segments(prefix))
         self._refuse_links(folder, prefix)
         try:
-            return self._delete_in(folder, name_start, prefix)
+            removed = _delete_tree(folder)
+        except (FileNotFoundError, NotADirectoryError):
+            self._check_root(prefix)
+            return 0
         except OSError as exc:
             self._unavailable("delete", prefix, exc)
+        return removed
 
     def signed_url(
         self, key: str, expires_in_seconds: int, *, filename: str | None = None
@@ -241,7 +244,8 @@ class LocalBlobStorage:
         except OSError as exc:
             self._unavailable("reach", key, exc)
         if not stat.S_ISDIR(mode):
-            self._unavailable("reach", key, NotADirectoryError(20, "Not a directory"))
+            not_a_folder = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            self._unavailable("reach", key, not_a_folder)
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -282,27 +286,6 @@ class LocalBlobStorage:
             raise
         _sync_folder(path.parent)
 
-    # -- deleting -----------------------------------------------------------------------------
-
-    def _delete_in(self, folder: Path, name_start: str, prefix: str) -> int:
-        try:
-            entries = list(os.scandir(folder))
-        except (FileNotFoundError, NotADirectoryError):
-            self._check_root(prefix)
-            return 0
-        removed = 0
-        for entry in entries:
-            if not _matches(entry.name, name_start) or entry.is_symlink():
-                continue
-            if entry.is_dir(follow_symlinks=False):
-                removed += _delete_tree(Path(entry.path))
-            else:
-                removed += _delete_file(Path(entry.path))
-        if folder != self._root and not name_start:
-            with contextlib.suppress(OSError):
-                folder.rmdir()
-        return removed
-
     # -- errors -------------------------------------------------------------------------------
 
     def _unavailable(self, action: str, key: str, exc: OSError) -> NoReturn:
@@ -322,27 +305,20 @@ def _extra(filename: str | None) -> dict[str, str]:
     return {"filename": filename} if filename else {}
 
 
-def _is_temporary(name: str) -> bool:
-    return name.startswith(_TEMP_PREFIX) and name.endswith(_TEMP_SUFFIX)
-
-
-def _matches(name: str, name_start: str) -> bool:
-    if name.startswith(name_start):
-        return True
-    return _is_temporary(name) and name[len(_TEMP_PREFIX) :].startswith(name_start)
-
-
 def _delete_file(path: Path) -> int:
     """1 when ``path`` was a blob, 0 when it was a temporary file or already gone."""
     try:
         path.unlink()
     except FileNotFoundError:
         return 0
-    return 0 if _is_temporary(path.name) or not is_valid_segment(path.name) else 1
+    return 1 if is_valid_segment(path.name) else 0
 
 
 def _delete_tree(top: Path) -> int:
+    """Remove the files below ``top`` (not following links), then the folders left empty."""
     removed = 0
+    # Listed first so that a missing or broken folder is reported rather than skipped.
+    os.scandir(top).close()
 
     def fail(exc: OSError) -> None:
         # Something removed concurrently is as good as removed here.

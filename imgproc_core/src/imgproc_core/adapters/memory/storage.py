@@ -4,52 +4,24 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Final
 from urllib.parse import quote, urlencode
 
+from imgproc_core.adapters.blob_keys import key_segments, prefix_segments
 from imgproc_core.adapters.system import SystemClock
 from imgproc_core.domain.errors import BlobNotFound
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.storage import SignedUrl
 
-#: Google Cloud Storage's limit on an object name, in UTF-8 bytes.
-MAX_KEY_BYTES: Final = 1024
-
 
 def check_blob_key(key: str) -> str:
-    """Return ``key`` if it is a safe relative key, else raise ``ValueError``.
-
-    Keys map to paths on disk in the local adapter and to object names in the cloud ones, so
-    anything that could climb out of the storage root or mean two things on two backends is
-    refused: a leading ``/``, ``.`` and ``..`` segments, empty segments (``a//b``, a trailing
-    ``/``), backslashes, and control characters (NUL included).
-    """
-    if not key:
-        raise ValueError("a blob key is not empty")
-    try:
-        size = len(key.encode())
-    except UnicodeEncodeError:
-        raise ValueError(f"a blob key is valid UTF-8: {key!r}") from None
-    if size > MAX_KEY_BYTES:
-        raise ValueError(f"a blob key is at most {MAX_KEY_BYTES} bytes")
-    if key.startswith("/"):
-        raise ValueError(f"a blob key is relative, not {key!r}")
-    if "\\" in key:
-        raise ValueError(f"a blob key has no backslash: {key!r}")
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in key):
-        raise ValueError(f"a blob key has no control characters: {key!r}")
-    for segment in key.split("/"):
-        if segment in ("", ".", ".."):
-            raise ValueError(f"a blob key has no empty, '.' or '..' segment: {key!r}")
+    """Return ``key`` if it is a valid blob key (:mod:`imgproc_core.adapters.blob_keys`)."""
+    key_segments(key)
     return key
 
 
 def check_blob_prefix(prefix: str) -> str:
     """Return ``prefix`` if it names a folder of keys (``user/`` or ``user/image/``)."""
-    if not prefix.endswith("/"):
-        # Without the slash, "user1" would also take everything of "user10".
-        raise ValueError(f"a blob prefix ends with '/': {prefix!r}")
-    check_blob_key(prefix[:-1])
+    prefix_segments(prefix)
     return prefix
 
 

@@ -1,10 +1,13 @@
-"""The strict shape a blob key must have before it becomes a path on disk.
+"""The one shape of a blob key, shared by every blob storage adapter.
 
-A key is one or more ``/``-separated segments of ASCII letters, digits, ``.``, ``_`` and ``-``.
-A segment may not start with ``.``: that rules out ``.`` and ``..`` and keeps hidden files (and
-the storage's own temporary files) out of the key space. Anything else (a leading ``/``, an empty
-segment, a backslash, a NUL, a look-alike Unicode character) is refused with ``ValueError``
-before any file system call, so a hostile key never reaches ``open``.
+Keys become paths on disk in the local adapter and object names in the cloud ones; one strict
+rule means a key that works on one backend works on all, and none can climb out of a root.
+
+A key is one or more ``/``-separated segments of ASCII letters, digits, ``.``, ``_`` and ``-``,
+none of them ``.`` or ``..``. Anything else (a leading ``/``, an empty segment, a backslash, a
+NUL, a space, a look-alike Unicode character) is refused with ``ValueError`` before any file
+system call, so a hostile key never reaches ``open``. The storage's own temporary files use a
+character outside this set, so no key can ever name one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ MAX_KEY_CHARS: Final = 512
 #: Leaves room for the temporary file name built from a segment within the usual 255-byte limit.
 MAX_SEGMENT_CHARS: Final = 200
 
-_SEGMENT: Final = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
+_SEGMENT: Final = re.compile(r"[A-Za-z0-9._-]+")
 
 
 def key_segments(key: str) -> tuple[str, ...]:
@@ -27,24 +30,25 @@ def key_segments(key: str) -> tuple[str, ...]:
     return tuple(_checked_segment(segment, key, "key") for segment in key.split("/"))
 
 
-def prefix_parts(prefix: str) -> tuple[tuple[str, ...], str]:
-    """``prefix`` split into the segments of its folder and the start of a name in that folder.
+def prefix_segments(prefix: str) -> tuple[str, ...]:
+    """The segments of the folder ``prefix`` names (``"u1/img/"`` gives ``("u1", "img")``).
 
-    ``"u1/img/"`` gives ``(("u1", "img"), "")``: everything in that folder. ``"u1/img"`` gives
-    ``(("u1",), "img")``: every entry of ``u1`` whose name starts with ``img``.
+    The prefix must end with ``/``: without it ``u1`` would also take everything of ``u10``.
     """
     _check_text(prefix, "prefix")
-    folder, _, name_start = prefix.rpartition("/")
-    segments = tuple(
-        _checked_segment(segment, prefix, "prefix") for segment in folder.split("/") if folder
-    )
-    if name_start:
-        _checked_segment(name_start, prefix, "prefix")
-    return segments, name_start
+    if not prefix.endswith("/"):
+        raise ValueError(
+            f"blob prefix {_shown(prefix)} must end with '/': it names a folder of keys"
+        )
+    return tuple(_checked_segment(segment, prefix, "prefix") for segment in prefix[:-1].split("/"))
 
 
 def is_valid_segment(name: str) -> bool:
-    return len(name) <= MAX_SEGMENT_CHARS and _SEGMENT.fullmatch(name) is not None
+    return (
+        len(name) <= MAX_SEGMENT_CHARS
+        and name not in {".", ".."}
+        and _SEGMENT.fullmatch(name) is not None
+    )
 
 
 def _check_text(text: str, what: str) -> None:
@@ -70,8 +74,8 @@ def _checked_segment(segment: str, whole: str, what: str) -> str:
         )
     if _SEGMENT.fullmatch(segment) is None:
         raise ValueError(
-            f"blob {what} {_shown(whole)}: segment {_shown(segment)} may use only A-Z, a-z, 0-9, "
-            "'.', '_' and '-', and may not start with '.'"
+            f"blob {what} {_shown(whole)}: segment {_shown(segment)} may use only A-Z, a-z, "
+            "0-9, '.', '_' and '-'"
         )
     return segment
 
