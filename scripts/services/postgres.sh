@@ -151,7 +151,9 @@ cmd_start() {
         say "already running on $host:$port"
     else
         say "starting on $host:$port"
-        if ! as_owner "$bin_dir/pg_ctl" start -D "$data" -l "$log_file" -w -t "$start_timeout" >&2; then
+        # The server must not inherit the lock: it would hold it for as long as it runs.
+        if ! as_owner "$bin_dir/pg_ctl" start -D "$data" -l "$log_file" -w -t "$start_timeout" \
+            >&2 9>&-; then
             tail -n 20 "$log_file" >&2 || true
             die "pg_ctl could not start the server (is port $port taken? log: $log_file)"
         fi

@@ -63,12 +63,19 @@ ensure_installed() {
     command -v redis-server >/dev/null || install_redis
 }
 
+# A process that died but was not reaped yet (a zombie) still answers kill -0.
+alive() {
+    local state
+    state="$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
+    [[ -n "$state" && "$state" != Z ]]
+}
+
 # A pid file can outlive its server and name a recycled pid: trust it only for a redis-server.
 running_pid() {
     local pid
     [[ -s "$pid_file" ]] || return 1
     pid="$(<"$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && kill -0 "$pid" 2>/dev/null || return 1
+    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
     grep -qa redis-server "/proc/$pid/cmdline" 2>/dev/null || return 1
     echo "$pid"
 }
@@ -111,9 +118,10 @@ launch() {
     if [[ -f "$log_file" ]]; then
         mv -f "$log_file" "$log_file.1"
     fi
+    # fd 9 holds the start lock: a server that inherited it would block every later start.
     redis-server --port "$port" --bind "$host" --protected-mode yes --daemonize yes \
-        --pidfile "$pid_file" --logfile "$log_file" --dir "$data" --save '' --appendonly no >&2 \
-        || { show_log_tail; die "redis-server did not start"; }
+        --pidfile "$pid_file" --logfile "$log_file" --dir "$data" --save '' --appendonly no \
+        </dev/null >&2 9>&- || { show_log_tail; die "redis-server did not start"; }
     # The daemon writes its pid file a moment after the launcher returns, or dies without one.
     local tries=0
     until running_pid >/dev/null; do
@@ -161,7 +169,7 @@ cmd_stop() {
         return 0
     fi
     kill -TERM "$pid" 2>/dev/null || true
-    while kill -0 "$pid" 2>/dev/null; do
+    while alive "$pid"; do
         if ((waited >= stop_timeout * 10)); then
             say "pid $pid still running after ${stop_timeout}s: killing it"
             kill -KILL "$pid" 2>/dev/null || true

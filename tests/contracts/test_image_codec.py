@@ -52,7 +52,9 @@ def pillow_image_bytes(format: str, width: int, height: int, frames: int = 1) ->
     for index in range(frames):
         gradient = Image.linear_gradient("L").resize((width, height))
         hue = Image.new("L", (width, height), (index * 53) % 256)
-        pictures.append(Image.merge("RGB", (gradient, hue, gradient.transpose(0))))
+        pictures.append(
+            Image.merge("RGB", (gradient, hue, gradient.transpose(Image.Transpose.FLIP_LEFT_RIGHT)))
+        )
     buffer = io.BytesIO()
     options: dict[str, Any] = {}
     if frames > 1:
@@ -107,9 +109,7 @@ def test_probe_counts_the_frames_of_an_animation(
     assert (info.format, info.width, info.height, info.frames) == (fmt, 16, 12, 5)
 
 
-def test_an_image_at_the_pixel_limit_is_accepted(
-    codec: ImageCodec, make_image: MakeImage
-) -> None:
+def test_an_image_at_the_pixel_limit_is_accepted(codec: ImageCodec, make_image: MakeImage) -> None:
     info = codec.probe(make_image("png", 40, 25), Limits(max_pixels=1000))
 
     assert (info.width, info.height) == (40, 25)
@@ -215,7 +215,7 @@ def test_the_output_is_in_the_requested_format(
     codec: ImageCodec, make_image: MakeImage, fmt: str
 ) -> None:
     out = codec.transform(
-        make_image("jpeg", 48, 32), Transformation(format=fmt).resolved("jpeg"), LIMITS
+        make_image("jpeg", 48, 32), parse_transformation({"format": fmt}).resolved("jpeg"), LIMITS
     )
 
     assert (out.format, out.mimetype) == (fmt, MEDIA_TYPES[fmt])
@@ -223,7 +223,9 @@ def test_the_output_is_in_the_requested_format(
     assert (info.format, info.width, info.height) == (fmt, 48, 32)
 
 
-@pytest.mark.parametrize(("source", "expected"), [("webp", "webp"), ("tiff", "png"), ("bmp", "png")])
+@pytest.mark.parametrize(
+    ("source", "expected"), [("webp", "webp"), ("tiff", "png"), ("bmp", "png")]
+)
 def test_an_unresolved_transformation_keeps_the_source_format_when_writable(
     codec: ImageCodec, make_image: MakeImage, source: str, expected: str
 ) -> None:
@@ -253,12 +255,28 @@ def test_an_output_above_the_side_limit_is_refused(
 def test_an_animation_keeps_its_frames_in_an_animated_format(
     codec: ImageCodec, make_image: MakeImage, fmt: str
 ) -> None:
-    transformation = Transformation(resize=_resize(width=8), format=fmt).resolved("gif")
+    transformation = parse_transformation({"resize": {"width": 8}, "format": fmt}).resolved("gif")
 
     out = codec.transform(make_image("gif", 16, 12, frames=4), transformation, LIMITS)
 
     assert (out.frames, out.width, out.height) == (4, 8, 6)
     assert codec.probe(out.data, LIMITS).frames == 4
+
+
+def test_an_animated_output_counts_every_frame_against_the_pixel_limit(
+    codec: ImageCodec, make_image: MakeImage
+) -> None:
+    source = make_image("gif", 10, 10, frames=4)
+    limits = Limits(max_pixels=4 * 20 * 20)
+
+    bigger = parse_transformation({"resize": {"width": 21}, "format": "webp"})
+    with pytest.raises(OutputTooLarge):
+        codec.transform(source, bigger, limits)
+    at_the_limit = parse_transformation({"resize": {"width": 20}})
+    assert codec.transform(source, at_the_limit, limits).frames == 4
+    # A still output holds one frame only.
+    still = parse_transformation({"resize": {"width": 21}, "format": "png"})
+    assert codec.transform(source, still, limits).frames == 1
 
 
 def test_an_animation_becomes_its_first_frame_in_a_still_format(

@@ -292,9 +292,7 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     folder = tmp_path_factory.mktemp("live-server")
     port = _free_port()
-    environ = {
-        key: value for key, value in os.environ.items() if not key.startswith("IMGPROC_")
-    }
+    environ = {key: value for key, value in os.environ.items() if not key.startswith("IMGPROC_")}
     environ.update(
         {
             "IMGPROC_ENVIRONMENT": "development",

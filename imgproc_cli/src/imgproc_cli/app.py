@@ -52,13 +52,13 @@ def serve(
     settings = _settings(host=host, port=port)
     try:
         settings.check_secrets()
+        if database_kind(settings) == "sql":
+            revision = _upgrade(settings)
+            typer.echo(f"imgproc: database schema at {revision}", err=True)
+        serve_http(settings)
     except SettingsError as exc:
         typer.echo(f"imgproc: {exc}", err=True)
         raise typer.Exit(EXIT_BAD_SETTINGS) from None
-    if database_kind(settings) == "sql":
-        revision = _upgrade(settings)
-        typer.echo(f"imgproc: database schema at {revision}", err=True)
-    serve_http(settings)
 
 
 @db_app.command("upgrade")

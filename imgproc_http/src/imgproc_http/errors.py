@@ -133,10 +133,13 @@ def domain_error_response(
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, errors.RateLimited | errors.DependencyUnavailable):
         headers["Retry-After"] = retry_after_header(exc.retry_after)
+    detail = exc.message
     if isinstance(exc, errors.DependencyUnavailable):
+        # The full message (paths, hosts) is for the operator's log, not for clients.
         logger.warning("%s unavailable: %s", exc.dependency, exc.message)
+        detail = f"the {exc.dependency} is unavailable; try again shortly"
     field = exc.field if isinstance(exc, errors.InvalidInput) else None
-    return problem(status, exc.message, exc.code, field=field, headers=headers)
+    return problem(status, detail, exc.code, field=field, headers=headers)
 
 
 def _not_ready(request: Request[Any, Any, Any], exc: errors.ImageNotReady) -> Response[NotReady]:
@@ -164,6 +167,10 @@ def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException)
     headers = dict(exc.headers or {})
     if isinstance(exc, RequestEntityTooLarge):
         return _too_large(request, headers)
+    if status == 400 and exc.detail == "Request Entity Too Large":
+        # Litestar 2 reports a form with too many parts this way (a 413 from Litestar 3 on).
+        limit = request.app.multipart_form_part_limit
+        return problem(413, f"a form has at most {limit} parts", "too_many_parts")
     if isinstance(exc, NotAuthorizedException):
         headers.setdefault("WWW-Authenticate", "Bearer")
     code = _HTTP_CODES.get(status, "bad_request" if isinstance(exc, ClientException) else "error")
@@ -191,18 +198,17 @@ def _too_large(request: Request[Any, Any, Any], headers: dict[str, str]) -> Resp
 
 
 def _validation_problem(exc: ValidationException) -> Response[Problem]:
+    """422 naming the first offending field (Litestar lists every issue in ``extra``)."""
     issues = exc.extra if isinstance(exc.extra, list) else []
     first = issues[0] if issues and isinstance(issues[0], dict) else {}
     message = str(first.get("message") or exc.detail or "invalid request")
     key = first.get("key")
     field = _field_name(key if isinstance(key, str) else None, message)
-    if message.strip("'") == "data" or (key == "data" and message == "'data'"):
+    if key == "data" and message == "'data'":
+        # What Litestar reports for an empty body where one is required.
         message, field = "the request body is missing", None
-    detail = f"{field}: {message}" if field else message
-    code = "invalid_input"
-    if first.get("source") == "query":
-        code = "invalid_query"
-    return problem(422, detail, code, field=field)
+    code = "invalid_query" if first.get("source") == "query" else "invalid_input"
+    return problem(422, f"{field}: {message}" if field else message, code, field=field)
 
 
 def _field_name(key: str | None, message: str) -> str | None:

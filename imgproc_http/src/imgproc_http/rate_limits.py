@@ -14,6 +14,7 @@ response, refused (429, with ``Retry-After``) or not:
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -26,6 +27,7 @@ from litestar.types import Message, Scope
 from imgproc_core.domain import User
 from imgproc_core.domain.errors import RateLimited
 from imgproc_core.ports import RateLimit, RateLimitDecision, RateLimiter
+from imgproc_core.settings import SettingsError
 
 #: Handler ``opt`` key naming the policy that applies to the route.
 RATE_LIMIT_OPT: Final = "rate_limit"
@@ -39,9 +41,14 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 def parse_trusted_proxies(text: str) -> tuple[IPNetwork, ...]:
     """``"10.0.0.0/8, 127.0.0.1"`` -> networks; an empty string trusts no proxy."""
-    return tuple(
-        ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip()
-    )
+    try:
+        return tuple(
+            ipaddress.ip_network(part.strip(), strict=False)
+            for part in text.split(",")
+            if part.strip()
+        )
+    except ValueError as exc:
+        raise SettingsError(f"IMGPROC_TRUSTED_PROXIES: {exc}") from None
 
 
 def client_address(
@@ -96,8 +103,9 @@ class RateLimitGuard:
         decision = await anyio.to_thread.run_sync(self._limiter.hit, key, rate)
         connection.scope.setdefault("state", {})[_STATE_KEY] = (decision, rate)
         if not decision.allowed:
+            wait = max(1, math.ceil(decision.retry_after))
             raise RateLimited(
-                f"too many requests; try again in {decision.retry_after:.0f} s",
+                f"too many requests; try again in {wait} s",
                 retry_after=decision.retry_after,
             )
 

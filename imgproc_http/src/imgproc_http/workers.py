@@ -18,6 +18,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -78,11 +79,12 @@ class EmbeddedWorkers:
             raise RuntimeError("the embedded workers are already started")
         self._stopping.clear()
         prefix = f"{socket.gethostname()}:{os.getpid()}"
-        for number in range(self._count):
-            worker_id = f"{prefix}:{number}"
+        # Built here, not in the threads, so that a wiring error stops the start loudly.
+        runners = [self._run_next_job(f"{prefix}:{number}") for number in range(self._count)]
+        for number, runner in enumerate(runners):
             thread = threading.Thread(
                 target=self._loop,
-                args=(worker_id,),
+                args=(f"{prefix}:{number}", runner),
                 name=f"imgproc-worker-{number}",
                 daemon=True,
             )
@@ -94,8 +96,9 @@ class EmbeddedWorkers:
         """Stop claiming jobs, and wait up to ``timeout`` seconds for the ones in hand."""
         self._stopping.set()
         self._signal.notify()
+        deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
-            thread.join(timeout)
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
             if thread.is_alive():
                 logger.warning(
                     "%s still busy at shutdown; its job's lease will expire", thread.name
@@ -103,8 +106,7 @@ class EmbeddedWorkers:
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         logger.info("embedded workers stopped")
 
-    def _loop(self, worker_id: str) -> None:
-        run_next_job = self._run_next_job(worker_id)
+    def _loop(self, worker_id: str, run_next_job: Callable[[], bool]) -> None:
         while not self._stopping.is_set():
             try:
                 found = run_next_job()

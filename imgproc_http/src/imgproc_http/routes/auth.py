@@ -10,6 +10,7 @@ from datetime import datetime
 
 from litestar import post
 from litestar.di import NamedDependency
+from litestar.params import JSONBody
 
 from imgproc_core.use_cases import LogIn, LogInCommand, RegisterUser, RegisterUserCommand
 from imgproc_http.errors import problem_responses
@@ -29,7 +30,7 @@ from imgproc_http.schemas import JSON_BODY_LIMIT, Credentials, SessionOut
     tags=["users"],
 )
 def register(
-    data: Credentials,
+    data: JSONBody[Credentials],
     register_user: NamedDependency[RegisterUser],
     now: NamedDependency[datetime],
 ) -> SessionOut:
@@ -49,7 +50,7 @@ def register(
     tags=["users"],
 )
 def login(
-    data: Credentials,
+    data: JSONBody[Credentials],
     log_in: NamedDependency[LogIn],
     now: NamedDependency[datetime],
 ) -> SessionOut:

@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 from litestar import get
 from litestar.di import NamedDependency
 from litestar.exceptions import NotFoundException, PermissionDeniedException
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
 from imgproc_core.domain.formats import EXTENSIONS, MEDIA_TYPES
@@ -83,9 +83,9 @@ def read_blob(
     key: FromPath[str],
     blob_files: NamedDependency[BlobFiles],
     now: NamedDependency[datetime],
-    expires: str | None = None,
-    signature: str | None = None,
-    filename: str | None = None,
+    expires: FromQuery[str | None] = None,
+    signature: FromQuery[str | None] = None,
+    filename: FromQuery[str | None] = None,
 ) -> File:
     blob_key = key.lstrip("/")
     path = blob_files.locate(blob_key, expires, signature, filename)

@@ -14,8 +14,7 @@ from typing import Annotated
 from litestar import Controller, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
-from litestar.enums import RequestEncodingType
-from litestar.params import Body, FromPath, Parameter
+from litestar.params import FromPath, JSONBody, MultipartBody, Parameter
 from litestar.response import Redirect
 
 from imgproc_core.domain import JobStatus, User, parse_transformation
@@ -74,7 +73,7 @@ class ImagesController(Controller):
     )
     def upload(
         self,
-        data: Annotated[UploadForm, Body(media_type=RequestEncodingType.MULTI_PART)],
+        data: MultipartBody[UploadForm],
         user: NamedDependency[User],
         upload_image: NamedDependency[UploadImage],
         base_url: NamedDependency[str],
@@ -156,7 +155,7 @@ class ImagesController(Controller):
     def transform(
         self,
         image_id: ImageId,
-        data: TransformRequest,
+        data: JSONBody[TransformRequest],
         user: NamedDependency[User],
         request_transform: NamedDependency[RequestTransform],
         base_url: NamedDependency[str],

@@ -20,6 +20,8 @@ from imgproc_http.readiness import ReadinessChecks
 from imgproc_http.schemas import Liveness, Readiness
 
 READINESS_RETRY_AFTER_SECONDS = 5
+#: Litestar appends the charset to text types itself; given twice, scrapers may balk.
+METRICS_MEDIA_TYPE = CONTENT_TYPE_LATEST.partition("; charset")[0]
 
 
 @get("/healthz", summary="Liveness: the process answers", tags=["operations"])
@@ -54,8 +56,8 @@ async def readyz(readiness: NamedDependency[ReadinessChecks]) -> Response[Any]:
     "/metrics",
     sync_to_thread=True,
     summary="Prometheus metrics (text format)",
-    media_type=CONTENT_TYPE_LATEST,
+    media_type=METRICS_MEDIA_TYPE,
     tags=["operations"],
 )
 def metrics(http_metrics: NamedDependency[HttpMetrics]) -> Response[bytes]:
-    return Response(http_metrics.render(), media_type=CONTENT_TYPE_LATEST)
+    return Response(http_metrics.render(), media_type=METRICS_MEDIA_TYPE)

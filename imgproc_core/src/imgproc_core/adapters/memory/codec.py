@@ -15,6 +15,7 @@ import msgspec
 from imgproc_core.domain.errors import (
     CorruptImage,
     DecompressionBomb,
+    OutputTooLarge,
     TooManyFrames,
     UnsupportedImageType,
     WatermarkNotFound,
@@ -42,8 +43,9 @@ def fake_image_bytes(format: str, width: int, height: int, frames: int = 1) -> b
 class InMemoryImageCodec:
     """The :class:`~imgproc_core.ports.codec.ImageCodec` port on fake images.
 
-    Like the real codec, a source counts as ``width * height * frames`` pixels against
-    ``limits.max_pixels``, and frames are kept only when the output format animates.
+    Like the real codec, a source (and an animated output) counts as ``width * height * frames``
+    pixels against ``limits.max_pixels``, and frames are kept only when the output format
+    animates.
     """
 
     def probe(self, data: bytes, limits: Limits) -> ImageInfo:
@@ -75,6 +77,11 @@ class InMemoryImageCodec:
                 )
             _read(watermark, limits, "watermark image")
         frames = source.frames if fmt in ANIMATED_FORMATS else 1
+        if frames > 1 and width * height * frames > limits.max_pixels:
+            raise OutputTooLarge(
+                f"{frames} frames of {width}x{height} are more pixels than an animation may have",
+                "resize",
+            )
         return EncodedImage(
             data=fake_image_bytes(fmt, width, height, frames),
             format=fmt,

@@ -48,8 +48,9 @@ class PillowImageCodec:
     resampling pass made before the EXIF orientation is applied, on the stored pixels, which is
     the same picture at a fraction of the cost (see ``geometry``).
 
-    A source counts as ``width * height * frames`` pixels against ``limits.max_pixels``: an
-    animation is decoded frame by frame and kept whole for the encoder.
+    A source counts as ``width * height * frames`` pixels against ``limits.max_pixels``, and so
+    does an animated output: an animation is decoded frame by frame and kept whole for the
+    encoder.
     """
 
     def probe(self, data: bytes, limits: Limits) -> ImageInfo:
@@ -80,10 +81,13 @@ class PillowImageCodec:
         if source.format == "png":
             # Probe refuses a PNG whose chunks fail their CRC; so does transform.
             verify_png(data)
+        animated = source.frames > 1 and fmt in ANIMATED_FORMATS
+        if animated:
+            _check_animation_size(size, source.frames, limits)
         overlay = _overlay(resolved.watermark, watermark, size, limits)
         plan = Plan.of(*source.upright_size, resolved)
         try:
-            if source.frames > 1 and fmt in ANIMATED_FORMATS:
+            if animated:
                 frames, animation = _render_animation(source, plan, resolved, overlay)
             else:
                 frames, animation = [_render_still(source, plan, resolved, overlay)], None
@@ -99,6 +103,18 @@ class PillowImageCodec:
             width=size[0],
             height=size[1],
             frames=len(frames),
+        )
+
+
+def _check_animation_size(size: Size, frames: int, limits: Limits) -> None:
+    # Every frame of an animation is held in memory until the encoder has them all: the pixel
+    # limit applies to the output as a whole, as it does to the source.
+    pixels = size[0] * size[1] * frames
+    if pixels > limits.max_pixels:
+        raise OutputTooLarge(
+            f"{frames} frames of {size[0]}x{size[1]} are {pixels} pixels; "
+            f"an animation is limited to {limits.max_pixels}",
+            "resize",
         )
 
 
@@ -182,7 +198,7 @@ def _overlay(
     if spec is None:
         return None
     if spec.text is not None:
-        return text_overlay(spec, size)
+        return text_overlay(spec.text, spec, size)
     if data is None:
         raise WatermarkNotFound("the watermark image was not provided", "watermark.image_id")
     return image_overlay(_watermark_image(data, spec, size, limits), spec, size)

@@ -26,8 +26,11 @@ from imgproc_core.domain.errors import UnsupportedImageType
 GEOMETRY_MODES: Final = frozenset({"L", "LA", "RGB", "RGBA", "CMYK"})
 ALPHA_MODES: Final = frozenset({"LA", "RGBA"})
 
+#: 16-bit grey, and 32-bit "I", read as 16-bit samples (how 16-bit grey arrives from some
+#: decoders); values outside 0..65535 clip.
 _SIXTEEN_BIT: Final = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
-_PREMULTIPLIED: Final[dict[str, str]] = {"La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "PA": "RGBA"}
+#: Modes with a direct counterpart among the geometry modes.
+_COUNTERPARTS: Final[dict[str, str]] = {"La": "LA", "RGBa": "RGBA", "RGBX": "RGB", "PA": "RGBA"}
 #: An ICC header names the colour space of the data it describes at bytes 16..20.
 _PROFILE_SPACE: Final = slice(16, 20)
 _RGB_SPACE: Final = b"RGB "
@@ -41,26 +44,50 @@ def geometry_mode(image: Image.Image) -> Image.Image:
     neighbour); 16-bit grey is scaled to 8 bits (a plain conversion clips at 255); transparency
     given as a colour key (PNG tRNS) becomes an alpha channel.
     """
+    result = _geometry_mode(image)
+    if result is not image:
+        # Conversions copy ``info``; a colour key left there would be applied a second time.
+        result.info.pop("transparency", None)
+    return result
+
+
+def _geometry_mode(image: Image.Image) -> Image.Image:
     mode = image.mode
-    if mode in GEOMETRY_MODES and not (mode in {"L", "RGB"} and image.has_transparency_data):
+    key = image.info.get("transparency")
+    if mode in {"1", "L"}:
+        grey = image.convert("L") if mode == "1" else image
+        if isinstance(key, int):
+            # Pillow's own L -> LA conversion ignores the key; build the alpha from it.
+            return _keyed(grey, grey.point([0 if v == key else 255 for v in range(256)]))
+        return grey
+    if mode in _SIXTEEN_BIT:
+        wide = image.convert("I")
+        grey = wide.point(_sixteen_to_eight(), "L")
+        if isinstance(key, int):
+            return _keyed(grey, wide.point([0 if v == key else 255 for v in range(65536)], "L"))
+        return grey
+    if mode in GEOMETRY_MODES and not (mode == "RGB" and image.has_transparency_data):
         return image
-    if mode in {"L", "1"}:
-        if image.has_transparency_data:
-            # L -> LA ignores the colour key; going through RGBA honours it.
-            return image.convert("RGBA").convert("LA")
-        return image.convert("L")
     if mode == "RGB":
         return image.convert("RGBA")
     if mode == "P":
         return image.convert("RGBA" if image.has_transparency_data else "RGB")
-    if mode in _SIXTEEN_BIT:
-        return image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
-    if mode in _PREMULTIPLIED:
-        return image.convert(_PREMULTIPLIED[mode])
+    if mode in _COUNTERPARTS:
+        return image.convert(_COUNTERPARTS[mode])
     try:
         return image.convert("RGB")
     except ValueError as exc:
         raise UnsupportedImageType(f"images in colour mode {mode} are not supported") from exc
+
+
+def _keyed(grey: Image.Image, alpha: Image.Image) -> Image.Image:
+    return Image.merge("LA", (grey, alpha))
+
+
+@lru_cache(maxsize=1)
+def _sixteen_to_eight() -> list[int]:
+    """A lookup table from 16-bit to 8-bit samples, rounding (65535 -> 255, 257 -> 1)."""
+    return [round(value / 257) for value in range(65536)]
 
 
 def to_srgb(image: Image.Image, icc_profile: bytes | None) -> Image.Image:

@@ -8,8 +8,8 @@ Pillow's own decompression-bomb check (``Image.MAX_IMAGE_PIXELS``) is left as th
 it: it is process-wide and not this adapter's to change. Our limit is checked right after
 ``Image.open``; when Pillow's check fires first (an image above twice its limit, or above its limit
 in a process that turns warnings into errors), it is reported as the same
-:class:`DecompressionBomb`. An image between Pillow's limit and twice it only makes Pillow warn
-before our own check, with the default limits, refuses it.
+:class:`DecompressionBomb`. Between Pillow's limit and twice it, Pillow only warns, and our own
+check (50 MP by default) refuses the image right after.
 """
 
 from __future__ import annotations
@@ -138,6 +138,8 @@ def open_source(data: bytes, limits: Limits, what: str = "image") -> Source:
             f"the {what} has {frames} frames; at most {limits.max_frames} are accepted"
         )
     _check_pixels(width, height, frames, limits, what)
+    if fmt == "png":
+        _widen_grey_colour_key(image, data)
     return Source(
         image=image,
         format=fmt,
@@ -167,6 +169,16 @@ def _check_pixels(width: int, height: int, frames: int, limits: Limits, what: st
             f"the {what} is {width}x{height}{frames_note}, {pixels} pixels; "
             f"at most {limits.max_pixels} are accepted"
         )
+
+
+def _widen_grey_colour_key(image: Image.Image, data: bytes) -> None:
+    """Pillow widens 2 and 4-bit grey samples to 8 bits but leaves their tRNS colour key as
+    stored, so the key would match the wrong grey; widen it the same way. (1-bit grey opens in
+    mode "1", whose key Pillow already widens.)"""
+    depth, colour_type = data[24], data[25]  # IHDR is the first chunk, always
+    key = image.info.get("transparency")
+    if image.mode == "L" and colour_type == 0 and depth in {2, 4} and isinstance(key, int):
+        image.info["transparency"] = key * (255 // ((1 << depth) - 1))
 
 
 #: Broken EXIF is common in real photographs and says nothing about the pixels; an unreadable

@@ -127,6 +127,11 @@ def _animation_options(
     else:
         # WebP always stores a loop count: "once" is 1.
         options["loop"] = 1 if animation.loop is None else animation.loop
+        if any(frame.mode in ALPHA_MODES for frame in frames):
+            # libwebp crops each frame to what changed; when that leaves only opaque pixels it
+            # drops the file's alpha flag, and decoders then paint the transparent canvas black.
+            # Whole frames (every frame a key frame) keep the flag.
+            options.update(kmin=0, kmax=1)
     return options
 
 

@@ -75,9 +75,13 @@ class Plan:
             # Fill the box, then cut the overflow evenly on both sides.
             scale = max(size[0] / region_width, size[1] / region_height)
             visible_width, visible_height = size[0] / scale, size[1] / scale
-            left += (region_width - visible_width) / 2
-            top += (region_height - visible_height) / 2
-            right, bottom = left + visible_width, top + visible_height
+            # Clamped: rounding must not push the window a hair outside the region.
+            left, top = (
+                max(left, left + (region_width - visible_width) / 2),
+                max(top, top + (region_height - visible_height) / 2),
+            )
+            right = min(right, left + visible_width)
+            bottom = min(bottom, top + visible_height)
         return cls((left, top, right, bottom), size, True)
 
     def stored(self, orientation: int, stored_size: Size) -> tuple[Box, Size]:

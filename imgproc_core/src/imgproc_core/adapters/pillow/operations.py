@@ -86,13 +86,13 @@ class Overlay:
         if not self.grey:
             # A coloured watermark keeps its colour on a grey output.
             image = _promote(image)
-        if image.mode == "LA":
-            image = image.convert("RGBA")
-        canvas = image.copy()
-        if canvas.mode == "RGBA":
+        if image.mode in ALPHA_MODES:
+            # "Over" onto a transparent image needs real compositing (RGBA only).
+            canvas = image.convert("RGBA")
             canvas.alpha_composite(self.layer, dest=self.position)
-            return canvas
+            return canvas.convert("LA") if image.mode == "LA" else canvas
         # Over an opaque image, "over" is a plain blend through the layer's alpha.
+        canvas = image.copy()
         canvas.paste(self.layer, self.position, self.layer)
         return canvas
 
@@ -105,25 +105,24 @@ def _promote(image: Image.Image) -> Image.Image:
     return image
 
 
-def text_overlay(watermark: Watermark, size: tuple[int, int]) -> Overlay:
-    """White text with a dark outline, readable on any picture.
+def text_overlay(text: str, watermark: Watermark, size: tuple[int, int]) -> Overlay:
+    """White ``text`` with a dark outline, readable on any picture.
 
     The text height is ``scale`` times a quarter of the output's shorter side; text that would not
-    fit inside the margins is made smaller until it does, so nothing is cut and no layer larger
+    fit inside the margins is made smaller until it does (or reaches 1 px), so no layer larger
     than the output is ever drawn.
     """
-    assert watermark.text is not None
-    text = watermark.text
     margin = _margin(size)
     room_width, room_height = max(1, size[0] - 2 * margin), max(1, size[1] - 2 * margin)
     font_size = max(1, round(watermark.scale * min(size) / 4))
     font, bbox = _layout(text, font_size)
     text_width, text_height = _extent(bbox)
-    if text_width > room_width or text_height > room_height:
+    while font_size > 1 and (text_width > room_width or text_height > room_height):
         shrink = min(room_width / text_width, room_height / text_height)
-        font_size = max(1, int(font_size * shrink))
+        font_size = max(1, min(font_size - 1, int(font_size * shrink)))
         font, bbox = _layout(text, font_size)
-    layer = Image.new("RGBA", _extent(bbox), (0, 0, 0, 0))
+        text_width, text_height = _extent(bbox)
+    layer = Image.new("RGBA", (text_width, text_height), (0, 0, 0, 0))
     ImageDraw.Draw(layer).text(
         (-bbox[0], -bbox[1]),
         text,

@@ -60,12 +60,11 @@ def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
     options: dict[str, Any] = {
         # A connection the server dropped (restart, failover) is replaced before use.
         "pool_pre_ping": True,
-        "pool_size": 5,
-        "max_overflow": 10,
-        "pool_timeout": 10,
         "pool_recycle": 1800,
-        **kwargs,
     }
+    if "poolclass" not in kwargs:
+        options.update(pool_size=5, max_overflow=10, pool_timeout=10)
+    options.update(kwargs)
     return create_engine(url, connect_args=connect_args, **options)
 
 
@@ -83,8 +82,8 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwar
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
-        # The driver's own transaction handling would open transactions late and break
-        # SAVEPOINT; SQLAlchemy's begin event below opens them instead.
+        # The driver's own transaction handling would begin transactions at its own moments;
+        # _before_execute below begins them instead.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
@@ -95,11 +94,45 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwar
         finally:
             cursor.close()
 
-    @event.listens_for(engine, "begin")
-    def _on_begin(connection: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a transaction that reads and then writes
-        # waits for its turn (up to the busy timeout) instead of failing when another writer
-        # got in between, which is what a deferred transaction in WAL mode does.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    @event.listens_for(engine, "before_cursor_execute")
+    def _before_execute(
+        connection: Connection,
+        cursor: sqlite3.Cursor,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        executemany: bool,
+    ) -> None:
+        begin_sqlite_transaction(connection, cursor, statement)
 
     return engine
+
+
+_WRITING: Final = "imgproc.sqlite_transaction_writes"
+_READ_ONLY_STATEMENTS: Final = ("SELECT", "PRAGMA", "EXPLAIN")
+
+
+def begin_sqlite_transaction(
+    connection: Connection, cursor: sqlite3.Cursor, statement: str
+) -> None:
+    """Begin SQLite's transaction for ``statement``, or make the open one able to write.
+
+    A transaction that only reads begins deferred, so readers never wait for a writer (WAL
+    mode). One that writes needs the write lock, and takes it before reading anything: a
+    deferred transaction that has read and then writes fails at once with "database is locked"
+    whenever another writer committed meanwhile, since SQLite cannot move its snapshot. So the
+    first write of a transaction that has only read ends it (there is nothing to undo) and
+    begins an IMMEDIATE one, which waits for the lock up to the busy timeout and sees every
+    commit made before. Rows read earlier may have changed by then, as under PostgreSQL's read
+    committed isolation, which the unit of work assumes on both databases.
+    """
+    if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
+    writes = not statement.lstrip()[:7].upper().startswith(_READ_ONLY_STATEMENTS)
+    if not cursor.connection.in_transaction:
+        cursor.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+        connection.info[_WRITING] = writes
+    elif writes and not connection.info.get(_WRITING, True):
+        cursor.execute("ROLLBACK")
+        cursor.execute("BEGIN IMMEDIATE")
+        connection.info[_WRITING] = True

@@ -14,6 +14,7 @@ from sqlalchemy.exc import (
     OperationalError,
 )
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.orm.exc import FlushError
 
 from imgproc_core.adapters.sqlalchemy.models import USERNAME_CONSTRAINT
 from imgproc_core.domain.errors import Conflict, DependencyUnavailable, DomainError, UsernameTaken
@@ -37,6 +38,10 @@ def translated_errors() -> Iterator[None]:
         yield
     except IntegrityError as exc:
         raise integrity_error(exc) from exc
+    except FlushError as exc:
+        # A new row with the key of one this session already loaded: a duplicate caught before
+        # it reached the database.
+        raise Conflict(f"the write collides with existing data ({exc})") from exc
     except DBAPIError as exc:
         if isinstance(exc, OperationalError | InterfaceError) or exc.connection_invalidated:
             raise unavailable(exc) from exc

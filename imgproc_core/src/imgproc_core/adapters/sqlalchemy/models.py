@@ -40,6 +40,15 @@ USERNAME_CONSTRAINT: Final = "uq_users_username"
 ID_LENGTH: Final = 64
 
 
+def reference(column: str) -> ForeignKey:
+    """A foreign key whose rows go when the row they name goes, checked at commit.
+
+    The session writes rows in an order of its own (an image may reach the database before its
+    owner, a derivative before its source): only the committed state has to hold together.
+    """
+    return ForeignKey(column, ondelete="CASCADE", deferrable=True, initially="DEFERRED")
+
+
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp that always comes back aware and in UTC.
 
@@ -86,13 +95,9 @@ class ImageRow(Base):
     __tablename__ = "images"
 
     id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
-    user_id: Mapped[str] = mapped_column(
-        String(ID_LENGTH), ForeignKey("users.id", ondelete="CASCADE")
-    )
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH), reference("users.id"))
     # Removing an original removes its derivatives' rows with it, as the service promises.
-    source_id: Mapped[str | None] = mapped_column(
-        String(ID_LENGTH), ForeignKey("images.id", ondelete="CASCADE")
-    )
+    source_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), reference("images.id"))
     filename: Mapped[str] = mapped_column(String(255))
     storage_key: Mapped[str] = mapped_column(String(512))
     mimetype: Mapped[str] = mapped_column(String(64))
@@ -115,8 +120,13 @@ class ImageRow(Base):
     )
 
 
-# The listing's page: one user's images, newest first.
-Index("ix_images_user_id_created_at", ImageRow.user_id, ImageRow.created_at.desc(), ImageRow.id)
+# The listing's page: one user's images, newest first (ties by descending id).
+Index(
+    "ix_images_user_id_created_at",
+    ImageRow.user_id,
+    ImageRow.created_at.desc(),
+    ImageRow.id.desc(),
+)
 
 
 class JobRow(Base):
@@ -125,8 +135,8 @@ class JobRow(Base):
 
     __tablename__ = "job_queue"
 
-    # The job's id is the derived image's id.
-    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    # The job's id is the derived image's id; deleting the image drops a job still queued.
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), reference("images.id"), primary_key=True)
     source_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     attempts: Mapped[int] = mapped_column(Integer, default=0)

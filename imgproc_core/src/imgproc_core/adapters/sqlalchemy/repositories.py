@@ -28,9 +28,10 @@ class SqlAlchemyUserRepository:
         self._session = session
 
     def add(self, user: User) -> None:
-        # A savepoint keeps the rest of the transaction usable when the name is taken.
-        with translated_errors(), self._session.begin_nested():
-            self._session.add(user_to_row(user))
+        # Written at the next flush (a query in this unit of work, or the commit): a row
+        # inserted now would hold the name's index entry, and a concurrent registration would
+        # wait on it instead of one of the two failing cleanly.
+        self._session.add(user_to_row(user))
 
     def get(self, user_id: str) -> User | None:
         with translated_errors():
@@ -50,7 +51,6 @@ class SqlAlchemyUserRepository:
             if row is None:
                 raise UserNotFound(f"no user {user.id}")
             copy_user_to_row(user, row)
-            self._session.flush()
 
     def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]:
         with translated_errors():
@@ -65,8 +65,7 @@ class SqlAlchemyImageRepository:
         self._session = session
 
     def add(self, image: Image) -> None:
-        with translated_errors(), self._session.begin_nested():
-            self._session.add(image_to_row(image))
+        self._session.add(image_to_row(image))
 
     def get(self, image_id: str) -> Image | None:
         with translated_errors():
@@ -79,7 +78,6 @@ class SqlAlchemyImageRepository:
             if row is None:
                 raise ImageNotFound(f"no image {image.id}")
             copy_image_to_row(image, row)
-            self._session.flush()
 
     def delete(self, image_id: str) -> None:
         with translated_errors():
@@ -94,7 +92,7 @@ class SqlAlchemyImageRepository:
         page = (
             select(ImageRow)
             .where(*mine)
-            .order_by(ImageRow.created_at.desc(), ImageRow.id)
+            .order_by(ImageRow.created_at.desc(), ImageRow.id.desc())
             .offset(offset)
             .limit(limit)
         )
@@ -128,4 +126,5 @@ class SqlAlchemyImageRepository:
         query = select(ImageRow.status, func.count()).group_by(ImageRow.status)
         with translated_errors():
             counts = self._session.execute(query).tuples().all()
-        return {JobStatus(status): count for status, count in counts}
+        found = {JobStatus(status): count for status, count in counts}
+        return {status: found.get(status, 0) for status in JobStatus}

@@ -11,6 +11,7 @@ from typing import Final
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 from sqlalchemy.pool import NullPool
 
@@ -62,3 +63,11 @@ def current(url: str) -> str | None:
     """The revision the database at ``url`` is at; None for a database never migrated."""
     with migration_connection(url) as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
+
+def head() -> str:
+    """The newest revision shipped with this package: where :func:`upgrade` brings a database."""
+    revision = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    if revision is None:
+        raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
+    return revision

@@ -63,7 +63,7 @@ def upgrade() -> None:
     op.create_index(
         "ix_images_user_id_created_at",
         "images",
-        ["user_id", sa.literal_column("created_at DESC"), "id"],
+        ["user_id", sa.literal_column("created_at DESC"), sa.literal_column("id DESC")],
         unique=False,
     )
     op.create_index("ix_images_source_id", "images", ["source_id"], unique=False)
@@ -79,6 +79,9 @@ def upgrade() -> None:
         sa.Column("leased_by", sa.String(length=255), nullable=True),
         sa.Column("lease_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["id"], ["images.id"], name=op.f("fk_job_queue_id_images"), ondelete="CASCADE"
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_job_queue")),
     )
     op.create_index("ix_job_queue_due_at", "job_queue", ["due_at"], unique=False)
