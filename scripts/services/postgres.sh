@@ -6,8 +6,9 @@
 #   postgres.sh status   say whether it runs (exit 0) or not (exit 3)
 #   postgres.sh url      print the SQLAlchemy URL of the test database
 #
-# Settings: IMGPROC_SERVICES_DIR (default <repo>/var/services), IMGPROC_PG_PORT (default 55432),
-# IMGPROC_PG_START_TIMEOUT (seconds, default 60).
+# Settings: IMGPROC_DEV_SERVICES_DIR (default <repo>/var/services),
+# IMGPROC_DEV_POSTGRES_PORT (default 55432),
+# IMGPROC_DEV_POSTGRES_START_TIMEOUT (seconds, default 60).
 #
 # The cluster trusts every connection from 127.0.0.1 and trades durability for speed: it is for
 # tests on one machine, never for data anyone wants to keep.
@@ -15,16 +16,20 @@ set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
-services_dir="${IMGPROC_SERVICES_DIR:-$repo/var/services}"
+services_dir="${IMGPROC_DEV_SERVICES_DIR:-$repo/var/services}"
 base="$services_dir/postgres"
 data="$base/data"
 socket_dir="$base/run"
+# A Unix socket's path is limited to about 100 bytes; a deep checkout falls back to /tmp.
+if ((${#socket_dir} > 80)); then
+    socket_dir="/tmp/imgproc-postgres-$(id -u)-${IMGPROC_DEV_POSTGRES_PORT:-55432}"
+fi
 log_file="$base/postgres.log"
-port="${IMGPROC_PG_PORT:-55432}"
+port="${IMGPROC_DEV_POSTGRES_PORT:-55432}"
 host="127.0.0.1"
 database="imgproc_test"
 superuser="postgres"
-start_timeout="${IMGPROC_PG_START_TIMEOUT:-60}"
+start_timeout="${IMGPROC_DEV_POSTGRES_START_TIMEOUT:-60}"
 
 say() { echo "postgres.sh: $*" >&2; }
 die() {
@@ -84,7 +89,7 @@ prepare_directories() {
     mkdir -p "$data" "$socket_dir"
     chmod 700 "$data"
     if [[ "$(id -u)" -eq 0 ]]; then
-        chown -R postgres:postgres "$base"
+        chown -R postgres:postgres "$base" "$socket_dir"
         runuser -u postgres -- test -w "$base" \
             || die "the postgres account cannot reach $base: every folder above it must be searchable (o+x)"
     fi
@@ -98,7 +103,8 @@ init_cluster() {
         || { cat "$base/initdb.log" >&2; die "initdb failed"; }
     as_owner tee -a "$data/postgresql.conf" >/dev/null <<EOF
 
-# Written by postgres.sh: a private test server.
+# Written by postgres.sh: a private test server. The address, port and socket folder are
+# also given on the command line at each start, so that the settings of that moment win.
 listen_addresses = '$host'
 port = $port
 unix_socket_directories = '$socket_dir'
@@ -153,7 +159,7 @@ cmd_start() {
         say "starting on $host:$port"
         # The server must not inherit the lock: it would hold it for as long as it runs.
         if ! as_owner "$bin_dir/pg_ctl" start -D "$data" -l "$log_file" -w -t "$start_timeout" \
-            >&2 9>&-; then
+            -o "-c listen_addresses=$host -p $port -k '$socket_dir'" >&2 9>&-; then
             tail -n 20 "$log_file" >&2 || true
             die "pg_ctl could not start the server (is port $port taken? log: $log_file)"
         fi

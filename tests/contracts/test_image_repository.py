@@ -25,6 +25,7 @@ from imgproc_core.domain.transformations import (
 )
 from imgproc_core.domain.users import User
 from imgproc_core.ports.persistence import UnitOfWork, UnitOfWorkFactory
+from tests.support.sql import postgres_unit_of_work_factory, sqlite_unit_of_work_factory
 
 UserBuilder = Callable[..., User]
 ImageBuilder = Callable[..., Image]
@@ -50,7 +51,11 @@ def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFac
     return lambda: InMemoryUnitOfWork(database, clock)
 
 
-IMPLEMENTATIONS = [pytest.param(_memory, id="memory")]
+IMPLEMENTATIONS = [
+    pytest.param(_memory, id="memory"),
+    pytest.param(sqlite_unit_of_work_factory, id="sqlite"),
+    pytest.param(postgres_unit_of_work_factory, id="postgres", marks=pytest.mark.integration),
+]
 
 
 @pytest.fixture(params=IMPLEMENTATIONS)

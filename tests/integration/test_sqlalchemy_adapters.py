@@ -89,6 +89,15 @@ def _image(clock: ManualClock, user_id: str, **overrides: Any) -> Image:
     return Image(**fields)
 
 
+def _commit(
+    uow_factory: UnitOfWorkFactory, change: Callable[[SqlAlchemyUnitOfWork], object]
+) -> None:
+    """One unit of work that makes ``change`` and commits."""
+    with uow_factory() as uow:
+        change(uow)
+        uow.commit()
+
+
 def _store(uow_factory: UnitOfWorkFactory, *entities: User | Image) -> None:
     with uow_factory() as uow:
         for entity in entities:
@@ -220,12 +229,10 @@ def test_a_taken_username_is_username_taken_and_a_taken_id_a_conflict(
     alice = _user(clock, "alice")
     _store(uow_factory, alice)
 
-    with pytest.raises(UsernameTaken) as taken, uow_factory() as uow:
-        uow.users.add(_user(clock, "alice"))
-        uow.commit()
-    with pytest.raises(Conflict) as same_id, uow_factory() as uow:
-        uow.users.add(replace(alice, username="alice2"))
-        uow.commit()
+    with pytest.raises(UsernameTaken) as taken:
+        _commit(uow_factory, lambda uow: uow.users.add(_user(clock, "alice")))
+    with pytest.raises(Conflict) as same_id:
+        _commit(uow_factory, lambda uow: uow.users.add(replace(alice, username="alice2")))
 
     assert type(taken.value) is UsernameTaken
     assert type(same_id.value) is Conflict
@@ -262,29 +269,36 @@ def test_a_duplicate_image_is_a_conflict_even_when_already_loaded(
     image = _image(clock, owner.id)
     _store(uow_factory, owner, image)
 
-    with pytest.raises(Conflict), uow_factory() as uow:
-        uow.images.add(replace(image, filename="again.jpg"))
-        uow.commit()
-    # Read first, so the duplicate meets the copy held by the session rather than the database.
-    with pytest.raises(Conflict), uow_factory() as uow:
+    duplicate = replace(image, filename="again.jpg")
+
+    def read_then_add(uow: SqlAlchemyUnitOfWork) -> None:
+        # The duplicate meets the copy the session holds rather than the database's row.
         assert uow.images.get(image.id) is not None
-        uow.images.add(replace(image, filename="again.jpg"))
-        uow.commit()
+        uow.images.add(duplicate)
+
+    with pytest.raises(Conflict):
+        _commit(uow_factory, lambda uow: uow.images.add(duplicate))
+    with pytest.raises(Conflict):
+        _commit(uow_factory, read_then_add)
+    with uow_factory() as uow:
+        assert uow.images.get(image.id) == image
 
 
 def test_rows_must_name_rows_that_exist(uow_factory: UnitOfWorkFactory, clock: ManualClock) -> None:
     owner = _user(clock)
     _store(uow_factory, owner)
 
-    with pytest.raises(Conflict), uow_factory() as uow:
-        uow.images.add(_image(clock, _id()))
-        uow.commit()
-    with pytest.raises(Conflict), uow_factory() as uow:
-        uow.images.add(_image(clock, owner.id, source_id=_id()))
-        uow.commit()
-    with pytest.raises(Conflict), uow_factory() as uow:
-        uow.jobs.enqueue(TransformJob(image_id=_id(), source_id=_id(), user_id=owner.id))
-        uow.commit()
+    orphan_job = TransformJob(image_id=_id(), source_id=_id(), user_id=owner.id)
+
+    with pytest.raises(Conflict):
+        _commit(uow_factory, lambda uow: uow.images.add(_image(clock, _id())))
+    with pytest.raises(Conflict):
+        _commit(uow_factory, lambda uow: uow.images.add(_image(clock, owner.id, source_id=_id())))
+    with pytest.raises(Conflict):
+        _commit(uow_factory, lambda uow: uow.jobs.enqueue(orphan_job))
+    with uow_factory() as uow:
+        assert uow.images.list_for_user(owner.id, offset=0, limit=10) == ([], 0)
+        assert uow.jobs.pending_count() == 0
 
 
 def test_deleting_an_original_takes_its_derivatives_and_their_queued_jobs(
@@ -360,8 +374,9 @@ def test_newest_first_holds_across_time_zones(
 def test_a_naive_timestamp_is_refused_before_it_reaches_the_database(
     uow_factory: UnitOfWorkFactory, clock: ManualClock
 ) -> None:
-    with pytest.raises(ValueError, match="timezone-aware"), uow_factory() as uow:
-        uow.users.add(_user(clock, created_at=datetime(2026, 1, 1, 12, 0)))
+    naive = _user(clock, created_at=datetime(2026, 1, 1, 12, 0))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        _commit(uow_factory, lambda uow: uow.users.add(naive))
 
 
 def test_a_transformation_comes_back_equal_from_its_canonical_json(
@@ -407,15 +422,14 @@ def _closed_port() -> int:
 
 def test_a_postgres_that_does_not_answer_is_a_dependency_error(clock: ManualClock) -> None:
     engine = create_engine_from_url(f"postgres://postgres@127.0.0.1:{_closed_port()}/imgproc")
-    uow_factory = __uow_factory_on(engine, clock)
+    uow_factory = _uow_factory_on(engine, clock)
     try:
-        with pytest.raises(DependencyUnavailable) as on_read, uow_factory() as uow:
-            uow.users.get(_id())
-        with pytest.raises(DependencyUnavailable) as on_commit, uow_factory() as uow:
-            uow.users.add(_user(clock))
-            uow.commit()
-        with pytest.raises(DependencyUnavailable) as on_claim, uow_factory() as uow:
-            uow.jobs.claim("w", 30)
+        with pytest.raises(DependencyUnavailable) as on_read:
+            _commit(uow_factory, lambda uow: uow.users.get(_id()))
+        with pytest.raises(DependencyUnavailable) as on_commit:
+            _commit(uow_factory, lambda uow: uow.users.add(_user(clock)))
+        with pytest.raises(DependencyUnavailable) as on_claim:
+            _commit(uow_factory, lambda uow: uow.jobs.claim("w", 30))
     finally:
         engine.dispose()
 
@@ -433,15 +447,19 @@ def test_a_connection_lost_mid_transaction_is_a_dependency_error_and_then_heals(
     with migrated_unit_of_work_factory(postgres_database_url, clock) as uow_factory:
         user = _user(clock)
         _store(uow_factory, user)
+
+        def lose_the_connection_midway(uow: SqlAlchemyUnitOfWork) -> None:
+            assert uow.users.get(user.id) == user
+            with admin.connect() as connection:
+                connection.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
+                )
+            uow.users.list()
+
         try:
-            with pytest.raises(DependencyUnavailable) as raised, uow_factory() as uow:
-                assert uow.users.get(user.id) == user
-                with admin.connect() as connection:
-                    connection.exec_driver_sql(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                        f"WHERE datname = '{database}' AND pid <> pg_backend_pid()"
-                    )
-                uow.users.list()
+            with pytest.raises(DependencyUnavailable) as raised:
+                _commit(uow_factory, lose_the_connection_midway)
         finally:
             admin.dispose()
 
@@ -457,8 +475,8 @@ def test_a_sqlite_file_that_cannot_be_opened_is_a_dependency_error(
     (tmp_path / "a-folder.db").mkdir()
     engine = create_engine_from_url(f"sqlite:///{tmp_path / 'a-folder.db'}")
     try:
-        with pytest.raises(DependencyUnavailable), _uow_factory_on(engine, clock)() as uow:
-            uow.images.get(_id())
+        with pytest.raises(DependencyUnavailable):
+            _commit(_uow_factory_on(engine, clock), lambda uow: uow.images.get(_id()))
     finally:
         engine.dispose()
 
@@ -468,27 +486,28 @@ def test_sqlite_locked_past_the_busy_timeout_is_a_dependency_error(
 ) -> None:
     upgrade(sqlite_url)
     engine = create_engine_from_url(sqlite_url, sqlite_busy_timeout_ms=200)
+    uow_factory = _uow_factory_on(engine, clock)
     blocker = sqlite3.connect(make_url(sqlite_url).database or "", isolation_level=None)
+    seen_while_locked: list[list[User]] = []
+
+    def read_then_write(uow: SqlAlchemyUnitOfWork) -> None:
+        # Readers still read while another connection writes (WAL).
+        seen_while_locked.append(list(uow.users.list()))
+        uow.users.add(_user(clock))
+
     try:
         blocker.execute("BEGIN IMMEDIATE")
-        with (
-            pytest.raises(DependencyUnavailable) as raised,
-            _uow_factory_on(engine, clock)() as uow,
-        ):
-            # Readers still read while another connection writes (WAL).
-            assert uow.users.list() == []
-            uow.users.add(_user(clock))
-            uow.commit()
+        with pytest.raises(DependencyUnavailable) as raised:
+            _commit(uow_factory, read_then_write)
         blocker.execute("ROLLBACK")
-        with _uow_factory_on(engine, clock)() as uow:
-            uow.users.add(_user(clock, "after"))
-            uow.commit()
-        with _uow_factory_on(engine, clock)() as uow:
+        _commit(uow_factory, lambda uow: uow.users.add(_user(clock, "after")))
+        with uow_factory() as uow:
             assert [user.username for user in uow.users.list()] == ["after"]
     finally:
         blocker.close()
         engine.dispose()
 
+    assert seen_while_locked == [[]]
     assert raised.value.dependency == "database"
     assert "locked" in raised.value.message
 

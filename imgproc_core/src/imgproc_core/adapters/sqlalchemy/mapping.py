@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, JobRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, UserRow
 from imgproc_core.domain.images import Image
-from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.transformations import Transformation, canonical_form
 from imgproc_core.domain.users import User
 
@@ -95,10 +95,4 @@ def image_from_row(row: ImageRow) -> Image:
         failure_reason=row.failure_reason,
         frames=row.frames,
         attempts=row.attempts,
-    )
-
-
-def job_from_row(row: JobRow) -> TransformJob:
-    return TransformJob(
-        image_id=row.id, source_id=row.source_id, user_id=row.user_id, attempts=row.attempts
     )

@@ -52,8 +52,8 @@ def reference(column: str) -> ForeignKey:
 class UtcDateTime(TypeDecorator[datetime]):
     """A timezone-aware timestamp that always comes back aware and in UTC.
 
-    PostgreSQL keeps the offset (``timestamptz``); SQLite keeps text without one, so values are
-    written in UTC, which also keeps SQLite's text comparisons in time order.
+    PostgreSQL stores the instant (``timestamptz``); SQLite keeps text without an offset, so
+    values are written in UTC, which also keeps SQLite's text comparisons in time order.
     """
 
     impl = DateTime(timezone=True)

@@ -125,6 +125,6 @@ class SqlAlchemyImageRepository:
     def count_by_status(self) -> dict[JobStatus, int]:
         query = select(ImageRow.status, func.count()).group_by(ImageRow.status)
         with translated_errors():
-            counts = self._session.execute(query).tuples().all()
-        found = {JobStatus(status): count for status, count in counts}
+            rows = self._session.execute(query).all()
+        found = {JobStatus(status): count for status, count in rows}
         return {status: found.get(status, 0) for status in JobStatus}
