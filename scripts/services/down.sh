@@ -3,7 +3,7 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 status=0
-for service in postgres; do
+for service in kafka gcs redis postgres; do
     "$here/$service.sh" stop >&2 || status=1
 done
 exit $status

@@ -257,21 +257,20 @@ launch() {
         fi
     done
     rm -f "$pid_file"
-    # One run per log, so that a failure shows its own lines; the run before stays in .1.
-    for p in "$out_file" "$log_file"; do
-        if [[ -f "$p" ]]; then
-            mv -f "$p" "$p.1"
-        fi
-    done
     # The JVM writes its own pid (bash execs into it) and leaves the caller's session and
     # descriptors behind: fd 9 holds the start lock, and a caller may be reading our output.
+    local detach=()
+    if command -v setsid >/dev/null; then
+        detach=(setsid)
+    fi
     # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
-    setsid bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pid_file" \
+    "${detach[@]}" bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pid_file" \
         "$java" "${jvm_options[@]}" kafka.Kafka "$config" </dev/null >"$out_file" 2>&1 9>&- &
     local tries=0
     until running_pid >/dev/null; do
         tries=$((tries + 1))
         if ((tries >= 50)); then
+            rm -f "$pid_file"
             show_log_tail
             die "the broker did not come up (logs: $out_file, $log_file)"
         fi
@@ -294,6 +293,13 @@ cmd_start() {
         say "already running on $host:$port"
         wait_until_ready "$started" || exit 1
     else
+        # One run per log, so that a failure shows its own lines; the run before stays in .1.
+        local file
+        for file in "$out_file" "$log_file"; do
+            if [[ -f "$file" ]]; then
+                mv -f "$file" "$file.1"
+            fi
+        done
         write_config
         format_storage
         say "starting on $host:$port (controller $host:$controller_port)"
