@@ -14,6 +14,7 @@ import pytest
 from imgproc_core.adapters.memory import InMemoryBlobStorage, ManualClock
 from imgproc_core.domain.errors import BlobNotFound
 from imgproc_core.ports.storage import BlobStorage
+from tests.support.gcs import gcs_blob_storage
 from tests.support.local_storage import make_local_blob_storage
 
 Implementation = Callable[[pytest.FixtureRequest, ManualClock], BlobStorage]
@@ -28,7 +29,11 @@ def _local(request: pytest.FixtureRequest, clock: ManualClock) -> BlobStorage:
     return make_local_blob_storage(tmp_path, clock)
 
 
-IMPLEMENTATIONS = [pytest.param(_memory, id="memory"), pytest.param(_local, id="local")]
+IMPLEMENTATIONS = [
+    pytest.param(_memory, id="memory"),
+    pytest.param(_local, id="local"),
+    pytest.param(gcs_blob_storage, id="gcs", marks=pytest.mark.integration),
+]
 
 #: Keys that could climb out of a storage root or mean different things to different backends.
 HOSTILE_KEYS = [

@@ -1,4 +1,5 @@
-"""The ImageCodec contract, run against the Pillow codec and its in-memory twin.
+"""The ImageCodec contract, run against the Pillow codec, the same codec in a pool of worker
+processes, and its in-memory twin.
 
 Each implementation brings its own ``make_image`` (real encoded images for Pillow, the synthetic
 format for the fake); the assertions are the same for both. Outputs are read back with the codec's
@@ -8,7 +9,7 @@ own ``probe``, so the contract says nothing about how an implementation stores i
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import pytest
@@ -16,6 +17,7 @@ from PIL import Image
 
 from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
 from imgproc_core.adapters.pillow import PillowImageCodec
+from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
 from imgproc_core.domain.errors import (
     CropOutsideImage,
     DecompressionBomb,
@@ -65,12 +67,23 @@ def pillow_image_bytes(format: str, width: int, height: int, frames: int = 1) ->
 
 _FACTORIES: dict[type, Callable[..., bytes]] = {
     PillowImageCodec: pillow_image_bytes,
+    ProcessPoolImageCodec: pillow_image_bytes,
     InMemoryImageCodec: fake_image_bytes,
 }
 
 
-@pytest.fixture(params=["pillow", "memory"])
+@pytest.fixture(scope="module")
+def process_pool() -> Iterator[ProcessPoolImageCodec]:
+    """One pool for the module: its workers start once, and every test runs through them."""
+    with ProcessPoolImageCodec(2, time_limit_seconds=60.0) as pool:
+        yield pool
+
+
+@pytest.fixture(params=["pillow", "process-pool", "memory"])
 def codec(request: pytest.FixtureRequest) -> ImageCodec:
+    if request.param == "process-pool":
+        pool: ProcessPoolImageCodec = request.getfixturevalue("process_pool")
+        return pool
     return PillowImageCodec() if request.param == "pillow" else InMemoryImageCodec()
 
 

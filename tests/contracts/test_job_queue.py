@@ -313,3 +313,107 @@ def test_concurrent_workers_never_share_a_job(
     claimed = [job_id for taken in results for job_id in taken]
     assert sorted(claimed) == sorted(job.id for job in jobs)
     assert len(set(claimed)) == len(claimed)
+
+
+def _claim_batch(
+    uow_factory: UnitOfWorkFactory, limit: int, worker: str = "w1", lease: float = LEASE
+) -> list[TransformJob]:
+    with uow_factory() as uow:
+        jobs = uow.jobs.claim_batch(worker, lease, limit)
+        uow.commit()
+    return jobs
+
+
+def test_an_empty_queue_gives_an_empty_batch(uow_factory: UnitOfWorkFactory) -> None:
+    assert _claim_batch(uow_factory, 10) == []
+
+
+def test_a_batch_takes_the_oldest_jobs_up_to_its_limit(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    jobs = seed_jobs(5)
+    order = [jobs[3], jobs[1], jobs[4], jobs[0], jobs[2]]
+    _enqueue_one_second_apart(uow_factory, clock, order)
+
+    assert _claim_batch(uow_factory, 3, "w1") == order[:3]
+    assert _claim_batch(uow_factory, 3, "w2") == order[3:]
+    assert _claim_batch(uow_factory, 3, "w3") == []
+    assert _pending(uow_factory) == 5
+
+
+def test_a_batch_skips_leased_jobs_and_jobs_not_due_yet(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second, third = seed_jobs(3)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second, third])
+    assert _claim(uow_factory, "single", lease=30) == first
+    assert _claim(uow_factory, "single", lease=30) == second
+    _retry(uow_factory, second.id, delay=60)
+
+    assert _claim_batch(uow_factory, 10, "batch", lease=30) == [third]
+
+    clock.advance(31)
+    assert _claim_batch(uow_factory, 10, "batch", lease=30) == [first, third]
+    clock.advance(30)
+    # The retried job is due last: its due time moved to the end of its delay.
+    assert _claim_batch(uow_factory, 10, "batch", lease=30) == [
+        first,
+        third,
+        msgspec.structs.replace(second, attempts=1),
+    ]
+
+
+def test_an_acknowledged_batch_is_gone(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    jobs = seed_jobs(4)
+    _enqueue_one_second_apart(uow_factory, clock, jobs)
+    batch = _claim_batch(uow_factory, 3)
+
+    with uow_factory() as uow:
+        for job in batch:
+            uow.jobs.ack(job.id)
+        uow.commit()
+
+    assert _pending(uow_factory) == 1
+    clock.advance(LEASE * 10)
+    assert _claim_batch(uow_factory, 10) == [jobs[3]]
+
+
+def test_a_batch_claim_rolled_back_leaves_its_jobs_claimable(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    jobs = seed_jobs(3)
+    _enqueue_one_second_apart(uow_factory, clock, jobs)
+
+    with uow_factory() as uow:
+        assert uow.jobs.claim_batch("crashes", LEASE, 10) == jobs
+
+    assert _claim_batch(uow_factory, 10, "w2") == jobs
+
+
+def test_a_batch_needs_a_positive_limit(uow_factory: UnitOfWorkFactory) -> None:
+    with uow_factory() as uow, pytest.raises(ValueError, match="at least one"):
+        uow.jobs.claim_batch("w1", LEASE, 0)
+
+
+def test_concurrent_batch_claimers_never_share_a_job(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    jobs = seed_jobs(60)
+    _enqueue(uow_factory, *jobs)
+    start = threading.Barrier(6)
+
+    def relay(worker: str) -> list[str]:
+        taken: list[str] = []
+        start.wait()
+        while batch := _claim_batch(uow_factory, 7, worker, lease=600):
+            taken.extend(job.id for job in batch)
+        return taken
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(relay, [f"relay-{n}" for n in range(6)]))
+
+    claimed = [job_id for taken in results for job_id in taken]
+    assert sorted(claimed) == sorted(job.id for job in jobs)
+    assert len(set(claimed)) == len(claimed)

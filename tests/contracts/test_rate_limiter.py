@@ -14,6 +14,7 @@ import pytest
 
 from imgproc_core.adapters.memory import InMemoryRateLimiter, ManualClock
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter
+from tests.support.redis import redis_rate_limiter
 
 Implementation = Callable[[pytest.FixtureRequest, ManualClock], RateLimiter]
 
@@ -22,7 +23,10 @@ def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> RateLimiter:
     return InMemoryRateLimiter(clock)
 
 
-IMPLEMENTATIONS = [pytest.param(_memory, id="memory")]
+IMPLEMENTATIONS = [
+    pytest.param(_memory, id="memory"),
+    pytest.param(redis_rate_limiter, id="redis", marks=pytest.mark.integration),
+]
 
 #: Rates whose interval (window / limit) is not a round number in binary or in decimal.
 RATES = [

@@ -13,6 +13,7 @@ import pytest
 
 from imgproc_core.adapters.memory import InMemoryUrlCache, ManualClock
 from imgproc_core.ports.cache import UrlCache
+from tests.support.redis import redis_url_cache
 
 Implementation = Callable[[pytest.FixtureRequest, ManualClock], UrlCache]
 
@@ -21,7 +22,10 @@ def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> UrlCache:
     return InMemoryUrlCache(clock)
 
 
-IMPLEMENTATIONS = [pytest.param(_memory, id="memory")]
+IMPLEMENTATIONS = [
+    pytest.param(_memory, id="memory"),
+    pytest.param(redis_url_cache, id="redis", marks=pytest.mark.integration),
+]
 
 URL = "https://storage.example/u1/a.jpg?X-Goog-Expires=300&X-Goog-Signature=abc%2Fdef"
 

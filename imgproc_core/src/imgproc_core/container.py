@@ -72,6 +72,26 @@ def _sql_unit_of_work(session_factory: Any, clock: Any) -> Any:
     return SqlAlchemyUnitOfWork(session_factory, clock)
 
 
+def job_codec_kind(settings: Settings) -> str:
+    """``pool`` when jobs run in worker processes (and so under a hard time limit), else
+    ``inline``: in the calling thread, which nothing can stop."""
+    return "pool" if settings.worker_processes > 0 else "inline"
+
+
+def _codec_pool(settings: Settings) -> Iterator[Any]:
+    # Opened by ``init_resources()`` even when not chosen; the processes start at first use.
+    if job_codec_kind(settings) != "pool":
+        yield None
+        return
+    from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
+
+    pool = ProcessPoolImageCodec(settings.worker_processes, settings.job_time_limit_seconds)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
 def url_signing_key(settings: Settings) -> bytes:
     """The key that signs local blob URLs: its own setting, or one derived from the JWT secret
     so that one strong secret is enough for the embedded profile."""
@@ -91,12 +111,64 @@ def _local_storage(settings: Settings, clock: Any) -> Any:
     )
 
 
+def _gcs_storage(settings: Settings, clock: Any) -> Any:
+    from imgproc_core.adapters.gcs import GcsBlobStorage
+
+    return GcsBlobStorage(
+        settings.gcs_bucket,
+        project=settings.gcs_project or None,
+        credentials_file=settings.gcs_credentials_file or None,
+        emulator_host=settings.gcs_emulator_host or None,
+        clock=clock,
+    )
+
+
+def uses_redis(settings: Settings) -> bool:
+    return "redis" in (settings.rate_limiter, settings.url_cache)
+
+
+def _redis_client(settings: Settings) -> Iterator[Any]:
+    # Like the SQL engine: nothing to open unless an adapter on Redis was chosen. The client
+    # connects on its first command, so opening it needs no running Redis.
+    if not uses_redis(settings):
+        yield None
+        return
+    from imgproc_core.adapters.redis import redis_client_from_url
+
+    client = redis_client_from_url(settings.redis_url)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def _redis_rate_limiter(client: Any) -> Any:
+    from imgproc_core.adapters.redis import RedisRateLimiter
+
+    # Redis's own clock: every API process counts against the same time, whatever the hosts'
+    # clocks say.
+    return RedisRateLimiter(client, clock=None)
+
+
+def _redis_url_cache(client: Any, clock: Any) -> Any:
+    from imgproc_core.adapters.redis import RedisUrlCache
+
+    return RedisUrlCache(client, clock)
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
 
     clock = providers.Singleton(SystemClock)
+    #: In process: what uploads are probed with, and what jobs run on without worker processes.
     codec = providers.Singleton(PillowImageCodec)
+    codec_pool = providers.Resource(_codec_pool, settings)
+    #: What transform jobs run on. Overriding ``codec`` reaches it too, unless jobs go to the
+    #: worker processes (``worker_processes`` > 0), which build their own Pillow codec.
+    job_codec = providers.Selector(
+        providers.Callable(job_codec_kind, settings), inline=codec, pool=codec_pool
+    )
     password_hasher = providers.Singleton(
         BcryptPasswordHasher, rounds=settings.provided.bcrypt_rounds
     )
@@ -124,14 +196,18 @@ class Container(containers.DeclarativeContainer):
         settings.provided.storage,
         memory=providers.Singleton(InMemoryBlobStorage, clock=clock),
         local=providers.Singleton(_local_storage, settings, clock),
+        gcs=providers.Singleton(_gcs_storage, settings, clock),
     )
+    redis_client = providers.Resource(_redis_client, settings)
     url_cache = providers.Selector(
         settings.provided.url_cache,
         memory=providers.Singleton(InMemoryUrlCache, clock),
+        redis=providers.Singleton(_redis_url_cache, redis_client, clock),
     )
     rate_limiter = providers.Selector(
         settings.provided.rate_limiter,
         memory=providers.Singleton(InMemoryRateLimiter, clock),
+        redis=providers.Singleton(_redis_rate_limiter, redis_client),
     )
 
     # -- use cases -----------------------------------------------------------------------------
@@ -174,7 +250,7 @@ class Container(containers.DeclarativeContainer):
         ProcessTransformJob,
         uow_factory=unit_of_work.provider,
         storage=blob_storage,
-        codec=codec,
+        codec=job_codec,
         clock=clock,
         limits=limits,
     )

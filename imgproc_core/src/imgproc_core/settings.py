@@ -116,7 +116,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     # -- workers -------------------------------------------------------------------------------
     worker_threads: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
-    worker_processes: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
+    #: Processes that render transform jobs, started at the first job. A job runs in one of
+    #: them, so jobs on several threads use several cores, and one that runs past
+    #: ``job_time_limit_seconds`` is killed. 0 renders a job in its worker's own thread, where
+    #: no time limit holds (a thread cannot be stopped). Keep it at least ``worker_threads``,
+    #: or threads wait their turn for a process.
+    worker_processes: Annotated[int, msgspec.Meta(ge=0, le=256)] = 2
+    #: The hard limit on rendering one job, enforced by killing its process; it needs
+    #: ``worker_processes`` >= 1. Keep it well below ``job_lease_seconds`` (and below Kafka's
+    #: ``max_poll_interval_ms``), so that no job is handed out again while it still runs.
     job_time_limit_seconds: PositiveFloat = 60.0
     job_lease_seconds: PositiveFloat = 120.0
     job_max_attempts: Positive = 5

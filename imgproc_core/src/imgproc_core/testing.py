@@ -23,7 +23,8 @@ TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef"  # noqa: S105 - a k
 
 
 def settings_for_tests(**overrides: Any) -> Settings:
-    """Settings for tests: every adapter in memory, a test secret, no worker threads."""
+    """Settings for tests: every adapter in memory, a test secret, no worker threads and no
+    worker processes."""
     values: dict[str, Any] = {
         "environment": "test",
         "database_url": "memory://",
@@ -33,6 +34,7 @@ def settings_for_tests(**overrides: Any) -> Settings:
         "url_cache": "memory",
         "jwt_secret": TEST_SECRET,
         "worker_threads": 0,
+        "worker_processes": 0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -48,6 +50,8 @@ def build_test_container(
     container.clock.override(providers.Object(clock))
     if not real_codec:
         container.codec.override(providers.Singleton(InMemoryImageCodec))
+        # Jobs too, even with worker processes in the settings.
+        container.job_codec.override(container.codec)
     if not real_auth:
         container.password_hasher.override(providers.Singleton(InMemoryPasswordHasher))
         container.token_issuer.override(providers.Singleton(InMemoryTokenIssuer, clock))

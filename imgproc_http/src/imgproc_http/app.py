@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import anyio.to_thread
 from litestar import Litestar, Router
+from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
@@ -25,7 +26,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from imgproc_core.container import Container
 from imgproc_core.settings import Settings
-from imgproc_http.errors import exception_handlers
+from imgproc_http.errors import MAX_UPLOAD_BYTES_STATE, exception_handlers
 from imgproc_http.metrics import HttpMetrics
 from imgproc_http.rate_limits import RateLimitGuard, add_rate_limit_headers, parse_trusted_proxies
 from imgproc_http.readiness import ReadinessChecks
@@ -196,6 +197,7 @@ def create_app(container: Container) -> Litestar:
         # The upload's limit; every route with a JSON body sets its own, smaller one.
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         multipart_form_part_limit=MULTIPART_PART_LIMIT,
+        state=State({MAX_UPLOAD_BYTES_STATE: settings.max_upload_bytes}),
         logging_config=None,
         debug=False,
     )

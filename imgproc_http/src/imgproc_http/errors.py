@@ -9,7 +9,11 @@ over the size limit) and anything unexpected all become ``application/problem+js
 ``code`` is stable for clients to branch on; ``field`` names the offending part of the request.
 The table below is the only place that decides which HTTP status a domain error gets.
 
-Two choices worth knowing:
+Three choices worth knowing:
+
+- A body that is not JSON at all (a syntax error) is 400 ``malformed_body``; JSON the API
+  cannot take (the wrong shape, an unknown field, a number out of range, nesting too deep) is
+  422, naming the field when it can.
 
 - A derived image that is not ready is not an error to the client: ``GET /images/{id}`` answers
   202 with the job's status and ``Retry-After`` (:class:`~imgproc_http.schemas.NotReady`).
@@ -25,14 +29,17 @@ import math
 import re
 from collections.abc import Mapping
 from http import HTTPStatus
+from types import TracebackType
 from typing import Any, Final
 
+import msgspec
 from litestar import MediaType, Request, Response
 from litestar.exceptions import (
     ClientException,
     HTTPException,
     NotAuthorizedException,
     PermissionDeniedException,
+    SerializationException,
     ValidationException,
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
@@ -82,7 +89,15 @@ _HTTP_CODES: Final[dict[int, str]] = {
 
 #: Handler ``opt`` key: the ``code`` a 413 gets on that route (uploads say ``image_too_large``).
 TOO_LARGE_CODE_OPT: Final = "too_large_code"
+#: App ``state`` key: the upload limit in bytes, which a 413 on the upload route reports (the
+#: body limit itself is a little larger, to leave room for the multipart framing).
+MAX_UPLOAD_BYTES_STATE: Final = "max_upload_bytes"
+#: The module of Litestar that parses ``multipart/form-data``; errors raised there are the
+#: client's doing.
+_MULTIPART_PARSER_MODULE: Final = "litestar._multipart"
 
+#: What Litestar says of a form field that should be a file: a text field, or several parts.
+_NOT_A_FILE: Final = re.compile(r"^Unsupported type: <class '(str|list)'>$")
 _UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]+)`")
 _MISSING_FIELD: Final = re.compile(r"missing required field `([^`]+)`")
 
@@ -168,16 +183,20 @@ def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException)
     if isinstance(exc, RequestEntityTooLarge):
         return _too_large(request, headers)
     if status == 400 and exc.detail == "Request Entity Too Large":
-        # Litestar 2 reports a form with too many parts this way (a 413 from Litestar 3 on).
-        limit = request.app.multipart_form_part_limit
-        return problem(413, f"a form has at most {limit} parts", "too_many_parts")
+        return _form_limit_reached(request, exc)
+    decode_error = _body_decode_error(exc)
+    if isinstance(decode_error, msgspec.ValidationError):
+        # Valid JSON holding a value the decoder cannot represent (1e999, an integer of
+        # thousands of digits): a value error, like any other out-of-range number.
+        reason = str(decode_error).partition(" - at ")[0]
+        return problem(422, f"a value in the request body is not usable: {reason}", "invalid_input")
     if isinstance(exc, NotAuthorizedException):
         headers.setdefault("WWW-Authenticate", "Bearer")
     code = _HTTP_CODES.get(status, "bad_request" if isinstance(exc, ClientException) else "error")
     if isinstance(exc, PermissionDeniedException):
         code = "forbidden"
     detail = exc.detail or HTTPStatus(status).phrase
-    if status == 400 and "malformed" in detail.lower():
+    if decode_error is not None or (status == 400 and "invalid multipart" in detail.lower()):
         code = "malformed_body"
     return problem(status, detail, code, headers=headers)
 
@@ -188,13 +207,46 @@ def _too_large(request: Request[Any, Any, Any], headers: dict[str, str]) -> Resp
     if isinstance(handler, HTTPRouteHandler):
         limit = handler.resolve_request_max_body_size()
         code = handler.opt.get(TOO_LARGE_CODE_OPT, code)
-    detail = (
-        f"the request body is larger than the limit of {limit} bytes"
-        if limit
-        else "the request body is too large"
-    )
+    upload_limit = request.app.state.get(MAX_UPLOAD_BYTES_STATE)
+    if code == "image_too_large" and isinstance(upload_limit, int):
+        # The same words as the upload's own check, which counts the file alone.
+        detail = f"an upload is at most {upload_limit} bytes"
+    elif limit:
+        detail = f"the request body is larger than the limit of {limit} bytes"
+    else:
+        detail = "the request body is too large"
+    # The rest of the body is not read: the connection cannot carry another request.
     headers["Connection"] = "close"
     return problem(413, detail, code, headers=headers)
+
+
+def _form_limit_reached(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
+    """Litestar 2 reports a limit of its multipart parser as a 400 "Request Entity Too Large"
+    (a 413 from Litestar 3 on); the parser's own message, kept as the exception's context,
+    says which limit it was."""
+    reason = str(exc.__context__ or "")
+    if "header" in reason.lower():
+        return problem(
+            413,
+            "the headers of a form part are too long (a file name of several kilobytes?)",
+            "form_part_too_large",
+        )
+    limit = request.app.multipart_form_part_limit
+    return problem(413, f"a form has at most {limit} parts", "too_many_parts")
+
+
+def _body_decode_error(exc: HTTPException) -> msgspec.DecodeError | None:
+    """The decoder's error behind a 400 about the request body, if that is what it is.
+
+    Litestar wraps it twice (``ClientException`` from ``SerializationException`` from
+    ``msgspec.DecodeError``). A syntax error is a plain ``DecodeError``; JSON that parsed but
+    holds a value out of the decoder's range is its subclass ``ValidationError``.
+    """
+    serialization = exc.__cause__
+    if not isinstance(serialization, SerializationException):
+        return None
+    cause = serialization.__cause__
+    return cause if isinstance(cause, msgspec.DecodeError) else None
 
 
 def _validation_problem(exc: ValidationException) -> Response[Problem]:
@@ -207,6 +259,10 @@ def _validation_problem(exc: ValidationException) -> Response[Problem]:
     if key == "data" and message == "'data'":
         # What Litestar reports for an empty body where one is required.
         message, field = "the request body is missing", None
+    not_a_file = _NOT_A_FILE.match(message)
+    if not_a_file:
+        got = "a text field" if not_a_file.group(1) == "str" else "several parts"
+        message = f"expected one file, with a filename; got {got}"
     code = "invalid_query" if first.get("source") == "query" else "invalid_input"
     return problem(422, f"{field}: {message}" if field else message, code, field=field)
 
@@ -229,10 +285,42 @@ def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -
     return problem(500, "an unexpected error occurred; it has been logged", "internal_error")
 
 
+def too_deep_response(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
+    """msgspec gives up on JSON nested deeper than it can recurse; that is the body's fault."""
+    if "deserializing" in str(exc):
+        return problem(422, "the request body is nested too deeply", "invalid_input")
+    return unexpected_error_response(request, exc)
+
+
+def undecodable_form_response(
+    request: Request[Any, Any, Any], exc: UnicodeDecodeError
+) -> Response[Any]:
+    """Litestar's form parser decodes every part without a filename as text, and fails on
+    binary data: an image sent without a filename, say."""
+    if _raised_in(exc.__traceback__, _MULTIPART_PARSER_MODULE):
+        return problem(
+            422,
+            "a form part without a filename must be UTF-8 text; send the image as a file, "
+            "with a filename",
+            "invalid_input",
+        )
+    return unexpected_error_response(request, exc)
+
+
+def _raised_in(traceback: TracebackType | None, module: str) -> bool:
+    while traceback is not None:
+        if traceback.tb_frame.f_globals.get("__name__") == module:
+            return True
+        traceback = traceback.tb_next
+    return False
+
+
 def exception_handlers() -> ExceptionHandlersMap:
     return {
         errors.DomainError: domain_error_response,
         HTTPException: http_exception_response,
+        RecursionError: too_deep_response,
+        UnicodeDecodeError: undecodable_form_response,
         Exception: unexpected_error_response,
     }
 

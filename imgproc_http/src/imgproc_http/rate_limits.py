@@ -9,12 +9,31 @@ response, refused (429, with ``Retry-After``) or not:
     RateLimit-Remaining: 29
     RateLimit-Reset: 2
     RateLimit-Policy: 30;w=60
+
+When the limiter does not answer (Redis is down: the adapter raises ``DependencyUnavailable``),
+the guard fails open or closed by policy:
+
+- ``upload`` and ``transform`` fail **open**: the request goes on without a count or headers.
+  These routes need a valid token, and uploads are bounded in size, pixels and job queue, so
+  a few minutes without a per-user count cost little, while refusing them would turn a cache
+  outage into an outage of the service.
+- ``auth`` (register and log in) fails **closed**, with 503 and ``Retry-After``. Its limit is
+  the only brake on password guessing and on floods of deliberately slow bcrypt hashes, and it
+  is counted per address, before anyone is known. Signed-in clients keep working on their
+  tokens meanwhile.
+
+Either way a warning is logged (at most once a minute per policy, so an outage does not flood
+the log) and ``imgproc_rate_limiter_unavailable_total{policy,outcome}`` counts every such
+request, ``outcome`` being ``allowed`` or ``refused``.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import logging
 import math
+import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -23,9 +42,10 @@ from litestar.connection import ASGIConnection
 from litestar.datastructures import MutableScopeHeaders
 from litestar.handlers.base import BaseRouteHandler
 from litestar.types import Message, Scope
+from prometheus_client import CollectorRegistry, Counter
 
 from imgproc_core.domain import User
-from imgproc_core.domain.errors import RateLimited
+from imgproc_core.domain.errors import DependencyUnavailable, RateLimited
 from imgproc_core.ports import RateLimit, RateLimitDecision, RateLimiter
 from imgproc_core.settings import SettingsError
 
@@ -33,6 +53,12 @@ from imgproc_core.settings import SettingsError
 RATE_LIMIT_OPT: Final = "rate_limit"
 #: Policies counted per client address; every other one is counted per authenticated user.
 PER_ADDRESS_POLICIES: Final = frozenset({"auth"})
+#: Policies refused (503) while the limiter is unavailable; every other one lets requests through.
+FAIL_CLOSED_POLICIES: Final = frozenset({"auth"})
+#: The shortest time between two warnings about an unavailable limiter, per policy.
+UNAVAILABLE_WARNING_INTERVAL_SECONDS: Final = 60.0
+
+logger = logging.getLogger(__name__)
 
 _STATE_KEY: Final = "imgproc_rate_limit"
 
@@ -79,17 +105,35 @@ def _is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
 
 
 class RateLimitGuard:
-    """A guard that counts one hit of the route's policy and refuses it with 429 when over."""
+    """A guard that counts one hit of the route's policy and refuses it with 429 when over.
+
+    While the limiter is unavailable, policies in ``fail_closed`` raise its
+    ``DependencyUnavailable`` (503 with ``Retry-After``) and the others let the request
+    through; see the module's documentation for why. The counter of such requests is
+    registered in ``registry`` (the app's, to be scraped), or in a registry of the guard's own.
+    """
 
     def __init__(
         self,
         limiter: RateLimiter,
         policies: Mapping[str, RateLimit],
         trusted_proxies: tuple[IPNetwork, ...] = (),
+        *,
+        fail_closed: frozenset[str] = FAIL_CLOSED_POLICIES,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self._limiter = limiter
         self._policies = dict(policies)
         self._trusted = trusted_proxies
+        self._fail_closed = fail_closed
+        self.unavailable = Counter(
+            "imgproc_rate_limiter_unavailable",
+            "Requests that met an unavailable rate limiter, let through or refused",
+            ("policy", "outcome"),
+            registry=registry if registry is not None else CollectorRegistry(),
+        )
+        self._warned_at: dict[str, float] = {}
+        self._warn_lock = threading.Lock()
 
     async def __call__(
         self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -100,7 +144,14 @@ class RateLimitGuard:
         rate = self._policies[policy]
         key = f"{policy}:{self._subject(connection, policy)}"
         # A Redis-backed limiter does network I/O.
-        decision = await anyio.to_thread.run_sync(self._limiter.hit, key, rate)
+        try:
+            decision = await anyio.to_thread.run_sync(self._limiter.hit, key, rate)
+        except DependencyUnavailable as exc:
+            if policy in self._fail_closed:
+                self._note_unavailable(policy, "refused", exc)
+                raise
+            self._note_unavailable(policy, "allowed", exc)
+            return
         connection.scope.setdefault("state", {})[_STATE_KEY] = (decision, rate)
         if not decision.allowed:
             wait = max(1, math.ceil(decision.retry_after))
@@ -108,6 +159,23 @@ class RateLimitGuard:
                 f"too many requests; try again in {wait} s",
                 retry_after=decision.retry_after,
             )
+
+    def _note_unavailable(self, policy: str, outcome: str, exc: DependencyUnavailable) -> None:
+        self.unavailable.labels(policy, outcome).inc()
+        now = time.monotonic()
+        with self._warn_lock:
+            last = self._warned_at.get(policy)
+            if last is not None and now - last < UNAVAILABLE_WARNING_INTERVAL_SECONDS:
+                return
+            self._warned_at[policy] = now
+        action = "refusing" if outcome == "refused" else "letting through"
+        logger.warning(
+            "rate limiter unavailable, %s %s requests (warning at most every %g s): %s",
+            action,
+            policy,
+            UNAVAILABLE_WARNING_INTERVAL_SECONDS,
+            exc.message,
+        )
 
     def _subject(self, connection: ASGIConnection[Any, Any, Any, Any], policy: str) -> str:
         if policy not in PER_ADDRESS_POLICIES:

@@ -175,6 +175,18 @@ class ProcessingTimeout(DomainError):
     code = "processing_timeout"
 
 
+class CodecCrashed(ProcessingTimeout):
+    """The process rendering a job died before it answered (a crash, or killed for memory).
+
+    Handled like a timeout, which is what callers that catch :class:`ProcessingTimeout` see: the
+    job is retried with backoff and parked after its last attempt, so an input that kills the
+    decoder every time cannot loop forever, and a death caused by the load of the moment does
+    not fail an image for good.
+    """
+
+    code = "codec_crashed"
+
+
 class DependencyUnavailable(DomainError):
     """A service the operation needs (database, storage, queue, cache) does not answer."""
 

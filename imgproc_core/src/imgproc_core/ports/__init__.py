@@ -9,6 +9,7 @@ from imgproc_core.ports.auth import AccessToken, PasswordHasher, TokenIssuer
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter, UrlCache
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
+from imgproc_core.ports.messaging import JobPublisher
 from imgproc_core.ports.persistence import (
     ImageRepository,
     JobQueue,
@@ -26,6 +27,7 @@ __all__ = [
     "ImageCodec",
     "ImageInfo",
     "ImageRepository",
+    "JobPublisher",
     "JobQueue",
     "PasswordHasher",
     "RateLimit",

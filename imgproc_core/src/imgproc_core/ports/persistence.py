@@ -67,6 +67,12 @@ class JobQueue(Protocol):
         ``lease_seconds``, after which another worker may claim it (a crashed worker's job)."""
         ...
 
+    def claim_batch(self, worker: str, lease_seconds: float, limit: int) -> list[TransformJob]:
+        """Take up to ``limit`` of the oldest jobs that are due and not leased, oldest first,
+        with one lease, as :meth:`claim` takes one. Concurrent claimers never get the same job.
+        """
+        ...
+
     def ack(self, job_id: str) -> None:
         """The job is done (or parked for good): remove it."""
         ...

@@ -27,6 +27,7 @@ from imgproc_core.use_cases.images import (
     download_cache_key,
     owned_image,
 )
+from imgproc_core.use_cases.relay import RelayOutbox
 from imgproc_core.use_cases.transforms import (
     JobOutcome,
     JobOutcomeStatus,
@@ -35,7 +36,13 @@ from imgproc_core.use_cases.transforms import (
     RequestTransformCommand,
     derived_filename,
 )
-from imgproc_core.use_cases.worker import MAX_BACKOFF_SECONDS, RunNextJob
+from imgproc_core.use_cases.worker import (
+    MAX_BACKOFF_SECONDS,
+    GiveUpJob,
+    GiveUpJobCommand,
+    RunNextJob,
+    describe_error,
+)
 
 __all__ = [
     "MAX_BACKOFF_SECONDS",
@@ -46,6 +53,8 @@ __all__ = [
     "Download",
     "GetDownloadUrl",
     "GetImageMetadata",
+    "GiveUpJob",
+    "GiveUpJobCommand",
     "ImageQuery",
     "JobOutcome",
     "JobOutcomeStatus",
@@ -56,6 +65,7 @@ __all__ = [
     "ProcessTransformJob",
     "RegisterUser",
     "RegisterUserCommand",
+    "RelayOutbox",
     "RequestTransform",
     "RequestTransformCommand",
     "RunNextJob",
@@ -63,6 +73,7 @@ __all__ = [
     "UploadImage",
     "UploadImageCommand",
     "derived_filename",
+    "describe_error",
     "download_cache_key",
     "owned_image",
 ]

@@ -9,6 +9,7 @@ from imgproc_core.adapters.memory.auth import InMemoryPasswordHasher, InMemoryTo
 from imgproc_core.adapters.memory.cache import InMemoryRateLimiter, InMemoryUrlCache
 from imgproc_core.adapters.memory.clock import ManualClock
 from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
+from imgproc_core.adapters.memory.messaging import InMemoryJobPublisher
 from imgproc_core.adapters.memory.persistence import (
     InMemoryDatabase,
     InMemoryImageRepository,
@@ -29,6 +30,7 @@ __all__ = [
     "InMemoryDatabase",
     "InMemoryImageCodec",
     "InMemoryImageRepository",
+    "InMemoryJobPublisher",
     "InMemoryJobQueue",
     "InMemoryPasswordHasher",
     "InMemoryRateLimiter",

@@ -352,8 +352,14 @@ class InMemoryJobQueue:
             self._tx.jobs.insert(job.id, queued)
 
     def claim(self, worker: str, lease_seconds: float) -> TransformJob | None:
+        claimed = self.claim_batch(worker, lease_seconds, 1)
+        return claimed[0] if claimed else None
+
+    def claim_batch(self, worker: str, lease_seconds: float, limit: int) -> list[TransformJob]:
         if lease_seconds <= 0:
             raise ValueError("a lease lasts a positive number of seconds")
+        if limit < 1:
+            raise ValueError("a batch holds at least one job")
         with self._tx.database.lock:
             now = self._tx.clock.now()
             candidates = [
@@ -361,15 +367,16 @@ class InMemoryJobQueue:
                 for row in self._tx.jobs.rows()
                 if row.claimable(now) and not self._tx.locked_by_other(row.job.id)
             ]
-            if not candidates:
-                return None
-            oldest = min(candidates, key=lambda row: (row.due_at, row.sequence))
-            leased = replace(
-                oldest, leased_by=worker, leased_until=now + timedelta(seconds=lease_seconds)
-            )
-            self._tx.jobs.write(oldest.job.id, leased)
-            self._tx.lock_job(oldest.job.id)
-            return leased.job
+            candidates.sort(key=lambda row: (row.due_at, row.sequence))
+            lease_until = now + timedelta(seconds=lease_seconds)
+            claimed: list[TransformJob] = []
+            for row in candidates[:limit]:
+                self._tx.jobs.write(
+                    row.job.id, replace(row, leased_by=worker, leased_until=lease_until)
+                )
+                self._tx.lock_job(row.job.id)
+                claimed.append(row.job)
+            return claimed
 
     def ack(self, job_id: str) -> None:
         with self._tx.database.lock:

@@ -75,6 +75,47 @@ class SqlAlchemyJobQueue:
             image_id=job_id, source_id=source_id, user_id=user_id, attempts=attempts
         )
 
+    def claim_batch(self, worker: str, lease_seconds: float, limit: int) -> list[TransformJob]:
+        if limit < 1:
+            raise ValueError("a batch holds at least one job")
+        now = utc(self._clock.now())
+        # One statement, as in ``claim``: the rows picked are locked and leased together, and
+        # concurrent claimers skip them instead of waiting.
+        oldest_due = (
+            select(JobRow.id)
+            .where(
+                JobRow.due_at <= now,
+                or_(JobRow.lease_until.is_(None), JobRow.lease_until <= now),
+            )
+            .order_by(JobRow.due_at, JobRow.created_at, JobRow.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        lease = (
+            update(JobRow)
+            .where(JobRow.id.in_(oldest_due.scalar_subquery()))
+            .values(leased_by=worker, lease_until=now + timedelta(seconds=lease_seconds))
+            .returning(
+                JobRow.id,
+                JobRow.source_id,
+                JobRow.user_id,
+                JobRow.attempts,
+                JobRow.due_at,
+                JobRow.created_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        with translated_errors():
+            returned = self._session.execute(lease).all()
+        # RETURNING follows no order: put the batch back in the order it was picked in.
+        rows = sorted(returned, key=lambda row: (utc(row.due_at), utc(row.created_at), row.id))
+        return [
+            TransformJob(
+                image_id=row.id, source_id=row.source_id, user_id=row.user_id, attempts=row.attempts
+            )
+            for row in rows
+        ]
+
     def ack(self, job_id: str) -> None:
         with translated_errors():
             self._session.execute(

@@ -1,0 +1,79 @@
+"""The production profile's relay: from the outbox (the job queue table) to the message broker."""
+
+from __future__ import annotations
+
+import logging
+
+from imgproc_core.ports import Clock, JobPublisher, UnitOfWorkFactory
+
+__all__ = ["RelayOutbox"]
+
+logger = logging.getLogger(__name__)
+
+
+class RelayOutbox:
+    """Publish one batch of queued jobs to the broker; return how many were relayed.
+
+    The batch is claimed with a lease in a transaction of its own (other relays skip leased
+    rows), published, flushed until the broker has stored every message, and only then
+    acknowledged, in one transaction. So a job leaves the outbox only once the broker holds it:
+
+    - the broker down: :class:`~imgproc_core.domain.errors.DependencyUnavailable` is raised
+      and the rows stay, leased, until the lease runs out; then any relay publishes them again;
+    - a relay that dies between publishing and acknowledging leaves its rows leased, and they
+      are published again after the lease: consumers see a job twice, which they take in
+      their stride (rendering is idempotent).
+
+    ``lease_seconds`` should exceed the time a flush may take; a shorter lease only costs
+    duplicates.
+    """
+
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        publisher: JobPublisher,
+        clock: Clock,
+        relay_id: str,
+        lease_seconds: float = 120.0,
+        batch_size: int = 100,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if lease_seconds <= 0:
+            raise ValueError("lease_seconds must be positive")
+        self._uow_factory = uow_factory
+        self._publisher = publisher
+        self._clock = clock
+        self._relay_id = relay_id
+        self._lease_seconds = lease_seconds
+        self._batch_size = batch_size
+
+    @property
+    def batch_size(self) -> int:
+        return self._batch_size
+
+    def __call__(self) -> int:
+        with self._uow_factory() as uow:
+            jobs = uow.jobs.claim_batch(self._relay_id, self._lease_seconds, self._batch_size)
+            uow.commit()
+        if not jobs:
+            return 0
+        started = self._clock.now()
+        for job in jobs:
+            self._publisher.publish(job)
+        self._publisher.flush()
+        with self._uow_factory() as uow:
+            for job in jobs:
+                uow.jobs.ack(job.id)
+            uow.commit()
+        elapsed = (self._clock.now() - started).total_seconds()
+        if elapsed > self._lease_seconds:
+            logger.warning(
+                "relaying %d jobs took %.1f s, longer than the %.1f s lease: other relays may "
+                "have published them too",
+                len(jobs),
+                elapsed,
+                self._lease_seconds,
+            )
+        logger.debug("relayed %d jobs", len(jobs))
+        return len(jobs)
