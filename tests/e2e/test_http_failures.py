@@ -1,5 +1,5 @@
 """A dependency down: 503 with ``Retry-After`` on what needs it, the rest still served, and
-recovery without a restart once it is back.
+recovery without a restart once it is back. Work that runs past its time limit is a 503 too.
 
 The storage is broken for real: its folder is moved away and a plain file put in its place, so
 every write fails in the file system. The database is switched off at its port (the unit of
@@ -18,9 +18,11 @@ import httpx
 import pytest
 from dependency_injector import providers
 
+from imgproc_core.adapters.pillow import PillowImageCodec
 from imgproc_core.container import Container
-from imgproc_core.domain.errors import DependencyUnavailable
-from imgproc_core.ports import UnitOfWork
+from imgproc_core.domain.errors import DependencyUnavailable, ProcessingTimeout
+from imgproc_core.domain.limits import Limits
+from imgproc_core.ports import ImageInfo, UnitOfWork
 from tests.e2e.conftest import Api, EmbeddedApp
 from tests.e2e.rewired import RewiredApps
 
@@ -196,3 +198,32 @@ def test_database_down_answers_503_keeps_serving_files_and_recovers(
         api.upload(image, user)
         api.login("dbuser")
         assert_ready(api)
+
+
+# -- work past its time limit -----------------------------------------------------------------
+
+
+class StalledCodec(PillowImageCodec):
+    """A codec whose probe runs past its time limit (a decoder stuck on a hostile file)."""
+
+    def probe(self, data: bytes, limits: Limits) -> ImageInfo:
+        raise ProcessingTimeout("the probe ran past its time limit of 10 s")
+
+
+def test_work_past_its_time_limit_is_503_with_retry_after(
+    rewired_app: RewiredApps, open_api: Any, corpus_dir: Path
+) -> None:
+    def stall(container: Container) -> None:
+        container.codec.override(providers.Singleton(StalledCodec))
+
+    embedded = rewired_app(stall, worker_threads=0)
+    with open_api(embedded) as api:
+        user = api.register()
+        image = corpus_dir / "pillow" / HOPPER
+        response = api.call(
+            "POST", "/images/", files={"file": (HOPPER, image.read_bytes())}, headers=user
+        )
+        assert response.status_code == 503, response.text
+        assert int(response.headers["retry-after"]) >= 1
+        assert response.json()["code"] == "processing_timeout"
+        assert api.call("GET", "/images", headers=user, expect=200).json()["total"] == 0

@@ -61,6 +61,45 @@ def serve(
         raise typer.Exit(EXIT_BAD_SETTINGS) from None
 
 
+@app.command()
+def worker(
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes rendering jobs, one job thread each [IMGPROC_WORKER_PROCESSES]"
+        ),
+    ] = None,
+) -> None:
+    """Render transform jobs from the Kafka topic, in the consumer group (production profile).
+
+    Stops on SIGTERM or SIGINT after finishing and committing the jobs in hand.
+    """
+    from imgproc_worker import serve as serve_worker
+
+    settings = _settings(worker_processes=processes)
+    try:
+        serve_worker(settings, "worker")
+    except SettingsError as exc:
+        typer.echo(f"imgproc: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+
+@app.command()
+def relay() -> None:
+    """Publish queued jobs from the outbox table to the Kafka topic (production profile).
+
+    Several relays may run at once. Stops on SIGTERM or SIGINT after the batch in hand.
+    """
+    from imgproc_worker import serve as serve_relay
+
+    settings = _settings()
+    try:
+        serve_relay(settings, "relay")
+    except SettingsError as exc:
+        typer.echo(f"imgproc: {exc}", err=True)
+        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema up to date."""

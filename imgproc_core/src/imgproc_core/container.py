@@ -31,14 +31,19 @@ from imgproc_core.use_cases import (
     DeleteImage,
     GetDownloadUrl,
     GetImageMetadata,
+    GiveUpJob,
     ListImages,
     LogIn,
     ProcessTransformJob,
     RegisterUser,
+    RelayOutbox,
     RequestTransform,
     RunNextJob,
     UploadImage,
 )
+
+#: How many outbox rows a relay claims, publishes and acknowledges at once.
+RELAY_BATCH_SIZE = 100
 
 
 def database_kind(settings: Settings) -> str:
@@ -156,6 +161,40 @@ def _redis_url_cache(client: Any, clock: Any) -> Any:
     return RedisUrlCache(client, clock)
 
 
+def uses_kafka(settings: Settings) -> bool:
+    return settings.queue == "kafka"
+
+
+def _kafka_job_publisher(settings: Settings) -> Iterator[Any]:
+    # Opened by ``init_resources()`` in every process; the producer connects on the first
+    # publish, so only the relay ever talks to the broker through it.
+    if not uses_kafka(settings):
+        yield None
+        return
+    from imgproc_core.adapters.kafka import KafkaJobPublisher
+
+    publisher = KafkaJobPublisher(settings.kafka_bootstrap_servers, settings.kafka_topic)
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
+def _kafka_dead_letter_publisher(settings: Settings) -> Iterator[Any]:
+    if not uses_kafka(settings):
+        yield None
+        return
+    from imgproc_core.adapters.kafka import KafkaDeadLetterPublisher
+
+    publisher = KafkaDeadLetterPublisher(
+        settings.kafka_bootstrap_servers, settings.kafka_dead_letter_topic
+    )
+    try:
+        yield publisher
+    finally:
+        publisher.close()
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
@@ -209,6 +248,10 @@ class Container(containers.DeclarativeContainer):
         memory=providers.Singleton(InMemoryRateLimiter, clock),
         redis=providers.Singleton(_redis_rate_limiter, redis_client),
     )
+
+    # -- messaging (the production profile's job path) -----------------------------------------
+    job_publisher = providers.Resource(_kafka_job_publisher, settings)
+    dead_letter_publisher = providers.Resource(_kafka_dead_letter_publisher, settings)
 
     # -- use cases -----------------------------------------------------------------------------
     register_user = providers.Singleton(
@@ -266,6 +309,17 @@ class Container(containers.DeclarativeContainer):
         lease_seconds=settings.provided.job_lease_seconds,
         max_attempts=settings.provided.job_max_attempts,
         backoff_base_seconds=settings.provided.job_backoff_seconds,
+    )
+    give_up_job = providers.Singleton(GiveUpJob, uow_factory=unit_of_work.provider, clock=clock)
+    #: One per relay process: ``container.relay_outbox(relay_id=...)``. Its lease is the job
+    #: lease: with the Kafka queue, outbox rows are the only thing leased.
+    relay_outbox = providers.Factory(
+        RelayOutbox,
+        uow_factory=unit_of_work.provider,
+        publisher=job_publisher,
+        clock=clock,
+        lease_seconds=settings.provided.job_lease_seconds,
+        batch_size=RELAY_BATCH_SIZE,
     )
 
 

@@ -55,6 +55,8 @@ logger = logging.getLogger(__name__)
 PROBLEM_JSON: Final = "application/problem+json"
 #: How long a client should wait before polling a derived image that is still being made.
 NOT_READY_RETRY_AFTER_SECONDS: Final = 1
+#: How long a client should wait after work that ran past its time limit (every 503 says when).
+PROCESSING_TIMEOUT_RETRY_AFTER_SECONDS: Final = 5
 
 #: Most specific first: the first class an error is an instance of decides its status.
 DOMAIN_STATUS: Final[tuple[tuple[type[errors.DomainError], int], ...]] = (
@@ -148,6 +150,8 @@ def domain_error_response(
         headers["WWW-Authenticate"] = "Bearer"
     elif isinstance(exc, errors.RateLimited | errors.DependencyUnavailable):
         headers["Retry-After"] = retry_after_header(exc.retry_after)
+    elif isinstance(exc, errors.ProcessingTimeout):
+        headers["Retry-After"] = retry_after_header(PROCESSING_TIMEOUT_RETRY_AFTER_SECONDS)
     detail = exc.message
     if isinstance(exc, errors.DependencyUnavailable):
         # The full message (paths, hosts) is for the operator's log, not for clients.

@@ -102,8 +102,23 @@ class ScriptedImageCodec:
             raise ValueError(script["message"])
         elif action == "die":
             os.kill(os.getpid(), signal.SIGKILL)
+        elif action == "tell-tuning":
+            answer = os.environ.get(TUNED, "").encode()
+            return EncodedImage(data=answer, format="png", mimetype="image/png", width=1, height=1)
         pid = str(os.getpid()).encode()
         return EncodedImage(data=pid, format="png", mimetype="image/png", width=1, height=1)
+
+
+TUNED = "CODEC_WORKER_TUNED_BY"
+
+
+def tune_worker() -> None:
+    """An initializer: leaves a mark that the codec can read back."""
+    os.environ[TUNED] = f"tuned {os.getpid()}"
+
+
+def broken_codec() -> ScriptedImageCodec:
+    raise ImportError("no codec library here")
 
 
 def _meet(folder: Path, peers: int) -> None:
@@ -247,6 +262,8 @@ def test_an_unexpected_exception_is_a_bug_with_the_worker_traceback(
     assert raised.value.error_type == "builtins.ValueError"
     assert "off by one" in str(raised.value)
     assert 'raise ValueError(script["message"])' in raised.value.child_traceback
+    assert "Traceback" not in str(raised.value)
+    assert raised.value.child_traceback.rstrip() in "".join(raised.value.__notes__)
     # The worker was fine: it carries on.
     assert pid_of(pool) == worker
 
@@ -342,6 +359,26 @@ def test_workers_start_at_first_use_unless_started_eagerly(make_pool: Any) -> No
 
     eager = make_pool(size=2, start_eagerly=True)
     assert len(eager.pids) == 2
+
+
+def test_the_initializer_runs_in_each_worker_before_its_codec(make_pool: Any) -> None:
+    pool = make_pool(size=2, initializer=tune_worker)
+    tell = script(do="tell-tuning")
+
+    with ThreadPoolExecutor(2) as threads:
+        marks = set(threads.map(lambda _: pool.transform(tell, ANY, LIMITS).data, range(2)))
+
+    assert marks <= {f"tuned {pid}".encode() for pid in pool.pids}
+    assert TUNED not in os.environ
+
+
+def test_a_codec_that_cannot_be_built_is_a_bug_reported_at_start() -> None:
+    with ProcessPoolImageCodec(1, GENEROUS_LIMIT, broken_codec) as pool:
+        for _ in range(2):
+            with pytest.raises(CodecProcessError, match="no codec library here") as raised:
+                pool.transform(script(do="nothing"), ANY, LIMITS)
+            assert raised.value.error_type == "builtins.ImportError"
+            assert pool.pids == ()
 
 
 # -- closing -------------------------------------------------------------------------------------

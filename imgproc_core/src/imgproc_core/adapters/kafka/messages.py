@@ -109,7 +109,9 @@ class DeadLetter(
 
 # A union of tagged structs makes the tag required: a message without ``type`` is refused
 # rather than read as the newest version.
-_decoder: Final = msgspec.json.Decoder(TransformRequested | DeadLetter)
+_decoder: Final[msgspec.json.Decoder[TransformRequested | DeadLetter]] = msgspec.json.Decoder(
+    TransformRequested | DeadLetter
+)
 _encoder: Final = msgspec.json.Encoder()
 
 

@@ -6,8 +6,8 @@ its pipe closes, which is how :meth:`ProcessPoolImageCodec.close` ends an idle w
 happens when the parent dies. A worker busy with a long job would not read its pipe until it
 answers, so a watchdog thread also waits on a ``lifeline``, a pipe whose only writing end the
 parent holds and never writes to: end-of-file there means the parent is gone, and the worker
-exits at once. (The worker's parent process cannot tell: under ``forkserver`` it is the fork
-server, which lives on as long as any worker does.)
+exits at once. (Watching the parent process id would not do: under ``forkserver`` the parent is
+the fork server, which lives on as long as any worker does.)
 """
 
 from __future__ import annotations

@@ -49,10 +49,11 @@ def default_start_method() -> StartMethod:
 
     Never ``fork``: the parent runs threads (HTTP server, worker threads, database pools), and a
     forked child inherits their locks in whatever state they were, held ones included, and
-    deadlocks on the first it needs. ``spawn`` and ``forkserver`` both start workers from a
-    fresh single-threaded interpreter. ``forkserver`` forks each worker from one such server
-    instead of starting an interpreter per worker, so a replacement after a kill is cheaper,
-    and a worker inherits no file descriptor of the parent beyond its own pipe.
+    deadlocks on the first it needs. ``spawn`` and ``forkserver`` are both safe: a worker
+    starts from a fresh single-threaded interpreter and inherits no file descriptor but the
+    ones it is given. ``forkserver`` starts that interpreter once and forks each worker from
+    it, so a replacement after a kill skips the interpreter's start-up; ``spawn`` is the
+    portable fallback.
     """
     return "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 
@@ -60,16 +61,16 @@ def default_start_method() -> StartMethod:
 class CodecProcessError(RuntimeError):
     """An unexpected exception in a worker process: a bug, not a property of the image.
 
-    ``child_traceback`` is the traceback as the worker printed it.
+    The message stays one line, since it may end up as a job's failure reason;
+    ``child_traceback`` is the worker's traceback, also attached as a note, so a log of this
+    error shows where in the worker it happened.
     """
 
     def __init__(self, error_type: str, message: str, child_traceback: str) -> None:
-        super().__init__(
-            f"{error_type}: {message} (in a codec worker process)\n\n"
-            f"Traceback in the worker process:\n{child_traceback}"
-        )
+        super().__init__(f"{error_type} in a codec worker process: {message}")
         self.error_type = error_type
         self.child_traceback = child_traceback
+        self.add_note(f"Traceback in the codec worker process:\n{child_traceback.rstrip()}")
 
 
 class _WorkerGone(Exception):

@@ -1,0 +1,70 @@
+"""The relay's loop: empty the outbox into Kafka, batch after batch, for as long as it runs."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Final
+
+from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.use_cases import RelayOutbox
+
+__all__ = ["RelayLoop"]
+
+logger = logging.getLogger(__name__)
+
+#: How often an idle relay looks at the outbox again.
+IDLE_SECONDS: Final = 0.2
+_BACKOFF_SECONDS: Final = 0.5
+_BACKOFF_MAX_SECONDS: Final = 30.0
+
+
+class RelayLoop:
+    """Run :class:`~imgproc_core.use_cases.RelayOutbox` until stopped.
+
+    A full batch is followed at once by the next; otherwise the relay rests ``idle_seconds``.
+    When the broker or the database is down it retries with exponential backoff (0.5 s
+    doubling to 30 s) and says so once per failure; the rows wait in the outbox meanwhile.
+    Several relays may run at once: leases keep them off each other's rows.
+    """
+
+    def __init__(
+        self,
+        relay: RelayOutbox,
+        *,
+        idle_seconds: float = IDLE_SECONDS,
+        backoff_max_seconds: float = _BACKOFF_MAX_SECONDS,
+    ) -> None:
+        self._relay = relay
+        self._idle = idle_seconds
+        self._backoff_max = backoff_max_seconds
+        self.relayed = 0
+
+    def run(self, stop: threading.Event) -> None:
+        failures = 0
+        while not stop.is_set():
+            try:
+                count = self._relay()
+            except DependencyUnavailable as exc:
+                failures += 1
+                delay = self._delay(failures)
+                logger.warning("relay failed: %s; trying again in %.1f s", exc.message, delay)
+                stop.wait(delay)
+                continue
+            except Exception:
+                failures += 1
+                delay = self._delay(failures)
+                logger.exception("relay failed unexpectedly; trying again in %.1f s", delay)
+                stop.wait(delay)
+                continue
+            if failures:
+                logger.info("relay recovered after %d failed attempt(s)", failures)
+                failures = 0
+            self.relayed += count
+            if count:
+                logger.info("relayed %d job(s)", count)
+            if count < self._relay.batch_size:
+                stop.wait(self._idle)
+
+    def _delay(self, failures: int) -> float:
+        return float(min(self._backoff_max, _BACKOFF_SECONDS * 2.0 ** min(failures - 1, 32)))

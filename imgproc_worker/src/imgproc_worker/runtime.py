@@ -1,0 +1,158 @@
+"""Running the worker and the relay from a built container, as ``imgproc worker`` and
+``imgproc relay`` (and ``python -m imgproc_worker``) do: configuration comes from the
+environment (``IMGPROC_*``), SIGTERM and SIGINT stop them cleanly, exit status 0."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from types import FrameType
+from typing import Final, Literal
+
+from imgproc_core.adapters.kafka import ensure_topics
+from imgproc_core.container import Container, build_container, uses_kafka
+from imgproc_core.settings import Settings, SettingsError
+from imgproc_worker.consumer import ConsumerOptions, Worker
+from imgproc_worker.handling import MessageHandler, RetryPolicy
+from imgproc_worker.relay import RelayLoop
+
+__all__ = [
+    "LOG_FORMAT",
+    "Role",
+    "process_id",
+    "run_relay",
+    "run_worker",
+    "serve",
+    "stop_on_signals",
+    "worker_options",
+]
+
+logger = logging.getLogger(__name__)
+
+LOG_FORMAT: Final = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+Role = Literal["worker", "relay"]
+
+
+def process_id() -> str:
+    """``host-pid``: names this process in leases, client ids and dead letters."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def worker_options(settings: Settings) -> ConsumerOptions:
+    return ConsumerOptions(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        topic=settings.kafka_topic,
+        group=settings.kafka_group,
+        threads=max(1, settings.worker_processes),
+        max_poll_interval_ms=max(300_000, int((settings.job_time_limit_seconds * 2 + 60) * 1000)),
+    )
+
+
+def _ensure_topics(settings: Settings) -> None:
+    ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic,
+        settings.kafka_dead_letter_topic,
+        settings.kafka_partitions,
+    )
+
+
+def run_worker(container: Container, stop: threading.Event) -> None:
+    """Consume and render jobs until ``stop`` is set (the container's resources are the
+    caller's to open and close)."""
+    settings: Settings = container.settings()
+    worker_id = process_id()
+    handler = MessageHandler(
+        process=container.process_transform_job(),
+        give_up=container.give_up_job(),
+        dead_letters=container.dead_letter_publisher(),
+        clock=container.clock(),
+        worker_id=worker_id,
+        policy=RetryPolicy(
+            max_attempts=settings.job_max_attempts,
+            backoff_seconds=settings.job_backoff_seconds,
+        ),
+    )
+    worker = Worker(
+        handler,
+        worker_options(settings),
+        worker_id,
+        before_connect=partial(_ensure_topics, settings),
+    )
+    worker.run(stop)
+
+
+def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
+    """Relay the outbox to Kafka until ``stop`` is set; returns the loop (its ``relayed``
+    count) once stopped."""
+    settings: Settings = container.settings()
+    loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"))
+    failures = 0
+    while not stop.is_set():
+        try:
+            _ensure_topics(settings)
+            break
+        except Exception as exc:
+            failures += 1
+            delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
+            logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
+            stop.wait(delay)
+    logger.info("relaying the outbox to %s", settings.kafka_topic)
+    loop.run(stop)
+    return loop
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM or SIGINT while the block runs (main thread only)."""
+
+    def requested(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            logger.info("%s: already stopping", name)
+        else:
+            logger.info("%s: finishing the work in hand, then stopping", name)
+        stop.set()
+
+    previous = {
+        signum: signal.signal(signum, requested) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def serve(settings: Settings, role: Role) -> None:
+    """Run ``role`` with a container built from ``settings`` until SIGTERM or SIGINT.
+
+    ``SettingsError`` when the settings do not choose Kafka or keep a weak secret.
+    """
+    if not uses_kafka(settings):
+        raise SettingsError(
+            f"IMGPROC_QUEUE is {settings.queue!r}: the {role} needs the Kafka queue "
+            "(IMGPROC_QUEUE=kafka); with the table queue, `imgproc serve` runs the jobs itself"
+        )
+    settings.check_secrets()
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    # kafka-python reports every connection and rebalance step at INFO.
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    container = build_container(settings)
+    run: Callable[[Container, threading.Event], object] = (
+        run_worker if role == "worker" else run_relay
+    )
+    stop = threading.Event()
+    container.init_resources()
+    try:
+        with stop_on_signals(stop):
+            run(container, stop)
+    finally:
+        container.shutdown_resources()
