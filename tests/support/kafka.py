@@ -188,6 +188,22 @@ def committed_offsets(bootstrap: str, group: str) -> dict[int, int]:
     }
 
 
+def wait_until_committed(
+    bootstrap: str, group: str, topic: str, *, deadline_seconds: float = READ_DEADLINE_SECONDS
+) -> dict[int, int]:
+    """Wait until ``group`` has committed every message of ``topic`` there is now (its
+    committed offsets equal the end offsets); fails at the deadline."""
+    expected = {partition: end for partition, end in end_offsets(bootstrap, topic).items() if end}
+    give_up = time.monotonic() + deadline_seconds
+    while True:
+        committed = committed_offsets(bootstrap, group)
+        if all(committed.get(partition) == end for partition, end in expected.items()):
+            return committed
+        if time.monotonic() > give_up:
+            pytest.fail(f"{group} committed {committed} on {topic}; the ends are {expected}")
+        time.sleep(0.2)
+
+
 def _partitions(consumer: Any, topic: str) -> list[TopicPartition]:
     give_up = time.monotonic() + READ_DEADLINE_SECONDS
     while True:

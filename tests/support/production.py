@@ -102,7 +102,9 @@ class ProductionStack:
         original: Path,
         transformations: list[dict[str, Any]],
         username: str | None = None,
+        after_each: Callable[[], object] | None = None,
     ) -> Seeded:
+        """``after_each`` runs after each transform request (to move a test's clock, say)."""
         session = container.register_user()(
             RegisterUserCommand(username or f"u{os.urandom(6).hex()}", PASSWORD)
         )
@@ -116,6 +118,8 @@ class ProductionStack:
                     RequestTransformCommand(session.user.id, source.id, parse_transformation(body))
                 )
             )
+            if after_each is not None:
+                after_each()
         return seeded
 
     def image(self, container: Container, image_id: str) -> Image:
