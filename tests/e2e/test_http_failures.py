@@ -227,3 +227,40 @@ def test_work_past_its_time_limit_is_503_with_retry_after(
         assert int(response.headers["retry-after"]) >= 1
         assert response.json()["code"] == "processing_timeout"
         assert api.call("GET", "/images", headers=user, expect=200).json()["total"] == 0
+
+
+# -- the URL cache ----------------------------------------------------------------------------
+
+
+class DownCache:
+    """A URL cache whose server does not answer."""
+
+    def get(self, key: str) -> str | None:
+        raise DependencyUnavailable("connection refused (switched off by the test)", "cache")
+
+    def set(self, key: str, url: str, ttl_seconds: float) -> None:
+        raise DependencyUnavailable("connection refused (switched off by the test)", "cache")
+
+    def delete(self, key: str) -> None:
+        raise DependencyUnavailable("connection refused (switched off by the test)", "cache")
+
+
+def test_a_cache_down_leaves_the_service_ready_but_degraded(
+    rewired_app: RewiredApps, open_api: Any, corpus_dir: Path
+) -> None:
+    def break_cache(container: Container) -> None:
+        container.url_cache.override(providers.Object(DownCache()))
+
+    embedded = rewired_app(break_cache, worker_threads=0)
+    with open_api(embedded) as api:
+        status, checks, response = readiness(api)
+        assert status == 200
+        assert response.json()["status"] == "degraded"
+        assert checks["cache"] != "ok"
+        assert {checks["database"], checks["storage"], checks["queue"]} == {"ok"}
+
+        user = api.register()
+        image = corpus_dir / "pillow" / HOPPER
+        uploaded = api.upload(image, user)
+        location = api.redirect(uploaded["id"], user).headers["location"]
+        assert api.http.get(location).content == image.read_bytes()

@@ -150,6 +150,7 @@ def create_app(container: Container) -> Litestar:
             "auth": settings.auth_rate,
         },
         trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
+        registry=http_metrics.registry,
     )
     authentication = BearerAuthentication(container.authenticate())
 

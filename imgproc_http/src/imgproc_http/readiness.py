@@ -5,6 +5,10 @@
 - ``storage``: whether a probe key exists (a stat, or a HEAD request to the bucket);
 - ``cache``: a read of the URL cache (Redis, in the production profile).
 
+The cache is reported but does not make the service unready: without it the API signs a fresh
+URL per download and keeps every other answer, so taking every instance out of a load balancer
+during a Redis outage would turn a slowdown into an outage. The answer is then ``degraded``.
+
 Checks run concurrently in worker threads, each within a time limit; a check that does not
 answer in time counts as failing.
 """
@@ -32,9 +36,12 @@ class ReadinessChecks:
         self,
         checks: Mapping[str, Callable[[], object]],
         timeout_seconds: float = CHECK_TIMEOUT_SECONDS,
+        *,
+        optional: frozenset[str] = frozenset(),
     ) -> None:
         self._checks = dict(checks)
         self._timeout = timeout_seconds
+        self.optional = optional
 
     @classmethod
     def for_ports(
@@ -50,7 +57,8 @@ class ReadinessChecks:
                 "queue": database,
                 "storage": lambda: storage.exists(PROBE_KEY),
                 "cache": lambda: cache.get(PROBE_KEY),
-            }
+            },
+            optional=frozenset({"cache"}),
         )
 
     async def run(self) -> dict[str, str]:

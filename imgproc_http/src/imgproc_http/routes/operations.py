@@ -2,7 +2,8 @@
 
 ``/healthz`` says the process answers and touches nothing else, so a database outage does not
 get healthy processes restarted. ``/readyz`` asks each dependency (see
-:mod:`imgproc_http.readiness`) and answers 503, naming the failing ones, when one does not.
+:mod:`imgproc_http.readiness`) and answers 503, naming the failing ones, when a required one does
+not (a failing cache only makes it ``degraded``).
 """
 
 from __future__ import annotations
@@ -41,15 +42,17 @@ async def healthz() -> Liveness:
 async def readyz(readiness: NamedDependency[ReadinessChecks]) -> Response[Any]:
     checks = await readiness.run()
     failing = sorted(name for name, outcome in checks.items() if outcome != "ok")
-    if failing:
+    required_failing = [name for name in failing if name not in readiness.optional]
+    if required_failing:
         return problem(
             503,
-            f"not ready: {', '.join(failing)} unavailable",
+            f"not ready: {', '.join(required_failing)} unavailable",
             "not_ready",
             headers={"Retry-After": retry_after_header(READINESS_RETRY_AFTER_SECONDS)},
             checks=checks,
         )
-    return Response(Readiness(status="ready", checks=checks), media_type=MediaType.JSON)
+    status = "degraded" if failing else "ready"
+    return Response(Readiness(status=status, checks=checks), media_type=MediaType.JSON)
 
 
 @get(
