@@ -79,7 +79,7 @@ def decoding(what: str) -> Iterator[None]:
     try:
         yield
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise DecompressionBomb(f"the {what} has too many pixels to decode: {exc}") from exc
+        raise DecompressionBomb(f"the {what} has too many pixels to decode") from exc
     except MemoryError as exc:
         raise DecompressionBomb(f"the {what} does not fit in memory") from exc
     except UnidentifiedImageError as exc:
