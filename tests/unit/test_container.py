@@ -75,3 +75,13 @@ def test_a_weak_secret_is_refused_outside_tests() -> None:
     with pytest.raises(SettingsError, match="at least 32"):
         Settings(environment="development", jwt_secret="x" * 31).check_secrets()
     Settings(environment="production", jwt_secret=TEST_SECRET).check_secrets()
+
+
+def test_insecure_secrets_are_never_allowed_in_production() -> None:
+    with pytest.raises(SettingsError, match="IMGPROC_ALLOW_INSECURE_SECRETS"):
+        Settings(
+            environment="production", jwt_secret="short", allow_insecure_secrets=True
+        ).check_secrets()
+    Settings(
+        environment="development", jwt_secret="short", allow_insecure_secrets=True
+    ).check_secrets()

@@ -164,10 +164,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     def check_secrets(self) -> None:
         """Refuse to run with a missing, short or well-known secret (outside tests)."""
-        if self.insecure_secrets_allowed:
-            return
         if self.environment == "production" and self.allow_insecure_secrets:
             raise SettingsError("IMGPROC_ALLOW_INSECURE_SECRETS must not be set in production")
+        if self.insecure_secrets_allowed:
+            return
         for name in ("jwt_secret", "url_signing_secret"):
             value: str = getattr(self, name)
             if name == "url_signing_secret" and not value:
