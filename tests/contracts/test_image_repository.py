@@ -425,3 +425,63 @@ def test_count_by_status_follows_updates_and_deletes(
     assert counts[JobStatus.PENDING] == 0
     assert counts[JobStatus.READY] == 0
     assert counts[JobStatus.PROCESSING] == (1 if _get(uow_factory, derivative.id) else 0)
+
+
+def test_list_derived_gives_every_job_oldest_first_or_those_in_one_status(
+    uow_factory: UnitOfWorkFactory, owners: tuple[User, User], make_image: ImageBuilder
+) -> None:
+    alice, bob = owners
+    alices, bobs = make_image(alice.id), make_image(bob.id)
+    _add(uow_factory, alices, bobs)
+    statuses = [JobStatus.FAILED, JobStatus.PENDING, JobStatus.READY, JobStatus.FAILED]
+    derived = [
+        _derivative(make_image, source, id=f"{n + 1:x}" * 32, status=status)
+        for n, (source, status) in enumerate(zip([alices, bobs, alices, bobs], statuses))
+    ]
+    _add(uow_factory, *reversed(derived))
+
+    with uow_factory() as uow:
+        every = uow.images.list_derived()
+        failed = uow.images.list_derived(status=JobStatus.FAILED)
+        second_page = uow.images.list_derived(offset=1, limit=2)
+        processing = uow.images.list_derived(status=JobStatus.PROCESSING)
+
+    # Originals are not jobs, READY as they are.
+    assert list(every) == derived
+    assert list(failed) == [derived[0], derived[3]]
+    assert list(second_page) == derived[1:3]
+    assert list(processing) == []
+
+
+def test_totals_count_originals_and_derivatives_with_their_bytes(
+    uow_factory: UnitOfWorkFactory, owners: tuple[User, User], make_image: ImageBuilder
+) -> None:
+    with uow_factory() as uow:
+        empty = uow.images.totals()
+    assert (empty.originals, empty.original_bytes, empty.derived, empty.derived_bytes) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert dict(empty.derived_by_status) == dict.fromkeys(JobStatus, 0)
+
+    alice, bob = owners
+    alices = make_image(alice.id, size_bytes=3_000_000_000)
+    bobs = make_image(bob.id, size_bytes=1234)
+    ready = _derivative(make_image, alices, id="a" * 32, status=JobStatus.READY, size_bytes=700)
+    pending = _derivative(make_image, alices, id="b" * 32, status=JobStatus.PENDING)
+    failed = _derivative(make_image, bobs, id="c" * 32, status=JobStatus.FAILED)
+    _add(uow_factory, alices, bobs, ready, pending, failed)
+
+    with uow_factory() as uow:
+        totals = uow.images.totals()
+
+    assert (totals.originals, totals.original_bytes) == (2, 3_000_001_234)
+    assert (totals.derived, totals.derived_bytes) == (3, 700)
+    assert dict(totals.derived_by_status) == {
+        JobStatus.PENDING: 1,
+        JobStatus.PROCESSING: 0,
+        JobStatus.READY: 1,
+        JobStatus.FAILED: 1,
+    }

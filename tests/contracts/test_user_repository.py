@@ -211,3 +211,23 @@ def test_list_pages_in_order_of_registration(
 def test_list_of_no_users_is_empty(uow_factory: UnitOfWorkFactory) -> None:
     with uow_factory() as uow:
         assert list(uow.users.list()) == []
+
+
+def test_count_counts_every_user_or_only_the_disabled_or_enabled(
+    uow_factory: UnitOfWorkFactory, make_user: UserBuilder
+) -> None:
+    with uow_factory() as uow:
+        assert uow.users.count() == 0
+        assert uow.users.count(disabled=True) == 0
+    _add(uow_factory, make_user(), make_user(disabled=True), make_user())
+
+    with uow_factory() as uow:
+        assert uow.users.count() == 3
+        assert uow.users.count(disabled=True) == 1
+        assert uow.users.count(disabled=False) == 2
+        # A unit of work counts its own changes before they are committed.
+        uow.users.add(make_user(disabled=True))
+        assert uow.users.count() == 4
+        assert uow.users.count(disabled=True) == 2
+    with uow_factory() as uow:
+        assert uow.users.count() == 3

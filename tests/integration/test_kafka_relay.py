@@ -18,6 +18,7 @@ from imgproc_core.adapters.kafka import (
     KafkaJobPublisher,
     ProducerTimeouts,
     decode_job,
+    ensure_topics,
 )
 from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.container import Container
@@ -158,6 +159,19 @@ def test_an_unreachable_broker_keeps_the_rows_for_a_later_relay(
     assert sorted(decode_job(record.value).image_id for record in records) == sorted(
         image.id for image in seeded.derived
     )
+
+
+def test_topics_on_an_unreachable_broker_are_a_dependency_error() -> None:
+    with pytest.raises(DependencyUnavailable) as raised:
+        ensure_topics(f"127.0.0.1:{_free_port()}", "jobs", "dead", 3, timeout_seconds=1.0)
+    assert raised.value.dependency == "kafka"
+
+
+def test_creating_the_topics_again_changes_nothing(stack: ProductionStack) -> None:
+    topics = stack.topics
+    assert ensure_topics(topics.bootstrap, topics.topic, topics.dead_letter_topic, 12) == []
+    assert len(end_offsets(topics.bootstrap, topics.topic)) == topics.partitions
+    assert len(end_offsets(topics.bootstrap, topics.dead_letter_topic)) == 1
 
 
 def test_concurrent_relays_publish_every_row(

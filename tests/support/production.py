@@ -124,13 +124,14 @@ class ProductionStack:
 
     def image(self, container: Container, image_id: str) -> Image:
         with container.unit_of_work() as uow:
-            image = uow.images.get(image_id)
+            image: Image | None = uow.images.get(image_id)
         assert image is not None, f"no image {image_id}"
         return image
 
     def outbox_size(self, container: Container) -> int:
         with container.unit_of_work() as uow:
-            return uow.jobs.pending_count()
+            count: int = uow.jobs.pending_count()
+        return count
 
     def wait_for(
         self,

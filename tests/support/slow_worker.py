@@ -35,7 +35,7 @@ def main() -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     settings = Settings.from_env()
     container = build_container(settings)
-    container.codec.override(
+    container.job_codec.override(
         providers.Singleton(SlowCodec, float(os.environ.get(DELAY_VARIABLE, "1")))
     )
     stop = threading.Event()

@@ -6,6 +6,9 @@ from typing import Annotated, Any
 
 import typer
 
+from imgproc_cli.commands import images, jobs, stats, transform, users
+from imgproc_cli.errors import EXIT_USAGE
+from imgproc_cli.runtime import load_settings
 from imgproc_core.container import database_kind
 from imgproc_core.settings import Settings, SettingsError
 
@@ -14,7 +17,7 @@ db_app = typer.Typer(help="The database schema (Alembic migrations).", no_args_i
 app.add_typer(db_app, name="db")
 
 #: Exit status for settings that are missing, malformed or unsafe.
-EXIT_BAD_SETTINGS = 2
+EXIT_BAD_SETTINGS = EXIT_USAGE
 
 
 @app.callback()
@@ -23,12 +26,7 @@ def root() -> None:
 
 
 def _settings(**overrides: Any) -> Settings:
-    given = {name: value for name, value in overrides.items() if value is not None}
-    try:
-        return Settings.from_env(**given)
-    except SettingsError as exc:
-        typer.echo(f"imgproc: {exc}", err=True)
-        raise typer.Exit(EXIT_BAD_SETTINGS) from None
+    return load_settings(**overrides)
 
 
 def _upgrade(settings: Settings) -> str | None:
@@ -120,6 +118,13 @@ def db_current() -> None:
     from imgproc_core.adapters.sqlalchemy.schema import current
 
     typer.echo(current(settings.database_url) or "none")
+
+
+app.add_typer(users.app)
+app.add_typer(images.app)
+app.add_typer(jobs.app)
+app.command(epilog=stats.EPILOG)(stats.stats)
+app.command(epilog=transform.EPILOG)(transform.transform)
 
 
 def main() -> None:

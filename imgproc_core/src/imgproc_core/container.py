@@ -29,15 +29,23 @@ from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
     DeleteImage,
+    DisableUser,
     GetDownloadUrl,
     GetImageMetadata,
+    GetServiceStats,
     GiveUpJob,
     ListImages,
+    ListJobs,
+    ListUserImages,
+    ListUsers,
     LogIn,
     ProcessTransformJob,
+    PurgeUserImages,
     RegisterUser,
     RelayOutbox,
     RequestTransform,
+    RetryFailedJobs,
+    RetryJob,
     RunNextJob,
     UploadImage,
 )
@@ -88,9 +96,12 @@ def _codec_pool(settings: Settings) -> Iterator[Any]:
     if job_codec_kind(settings) != "pool":
         yield None
         return
+    from imgproc_core.adapters.pillow.allocator import tune_allocator
     from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
 
-    pool = ProcessPoolImageCodec(settings.worker_processes, settings.job_time_limit_seconds)
+    pool = ProcessPoolImageCodec(
+        settings.worker_processes, settings.job_time_limit_seconds, initializer=tune_allocator
+    )
     try:
         yield pool
     finally:
@@ -321,6 +332,20 @@ class Container(containers.DeclarativeContainer):
         lease_seconds=settings.provided.job_lease_seconds,
         batch_size=RELAY_BATCH_SIZE,
     )
+
+    # -- operators' use cases (the command line) -----------------------------------------------
+    list_users = providers.Singleton(ListUsers, uow_factory=unit_of_work.provider)
+    disable_user = providers.Singleton(DisableUser, uow_factory=unit_of_work.provider)
+    list_user_images = providers.Singleton(ListUserImages, uow_factory=unit_of_work.provider)
+    purge_user_images = providers.Singleton(
+        PurgeUserImages, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+    )
+    list_jobs = providers.Singleton(ListJobs, uow_factory=unit_of_work.provider)
+    retry_job = providers.Singleton(RetryJob, uow_factory=unit_of_work.provider, clock=clock)
+    retry_failed_jobs = providers.Singleton(
+        RetryFailedJobs, uow_factory=unit_of_work.provider, clock=clock
+    )
+    get_service_stats = providers.Singleton(GetServiceStats, uow_factory=unit_of_work.provider)
 
 
 def build_container(settings: Settings | None = None) -> Container:

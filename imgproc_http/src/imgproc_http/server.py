@@ -12,6 +12,7 @@ from typing import Final
 import msgspec
 import uvicorn
 
+from imgproc_core.adapters.pillow.allocator import tune_allocator
 from imgproc_core.container import build_container
 from imgproc_core.settings import Settings
 from imgproc_http.app import WORKER_SHUTDOWN_GRACE_SECONDS, create_app
@@ -41,6 +42,8 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     settings.check_secrets()
     settings = with_public_base_url(settings)
+    # Worker threads and upload probes decode images in this process.
+    tune_allocator()
     app = create_app(build_container(settings))
     with _termination_is_a_clean_exit():
         uvicorn.run(

@@ -13,7 +13,7 @@ from typing import Any, Final
 from kafka import KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from imgproc_core.adapters.kafka import bootstrap_list
@@ -28,6 +28,8 @@ logger = logging.getLogger(__name__)
 #: How long the first reconnection waits; it doubles up to ``_CONNECT_BACKOFF_MAX_SECONDS``.
 _CONNECT_BACKOFF_SECONDS: Final = 0.5
 _CONNECT_BACKOFF_MAX_SECONDS: Final = 30.0
+#: A commit that the coordinator does not answer in time is tried again on the next round.
+_COMMIT_TIMEOUT_MS: Final = 5_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,7 +46,7 @@ class ConsumerOptions:
     poll_seconds: float = 0.2
     #: A worker that stops heartbeating (killed) loses its partitions after this long.
     session_timeout_ms: int = 10_000
-    heartbeat_interval_ms: int = 3_000
+    heartbeat_interval_ms: int = 1_000
     #: The consumer polls on its own thread, whatever the jobs do, so this is a safety net
     #: only; keep it well above the job time limit anyway.
     max_poll_interval_ms: int = 300_000
@@ -261,11 +263,12 @@ class Worker:
         if not offsets:
             return
         try:
-            consumer.commit(_commit_request(offsets))
+            consumer.commit(_commit_request(offsets), timeout_ms=_COMMIT_TIMEOUT_MS)
         except KafkaError as exc:
             # Kept in the ledger: the next round commits them, or the partition's next owner
-            # redoes those jobs.
-            logger.warning("committing %s failed: %s", _names(offsets), exc)
+            # redoes those jobs. Refusals during a rebalance are part of the protocol.
+            level = logging.INFO if isinstance(exc, RebalanceInProgressError) else logging.WARNING
+            logger.log(level, "committing %s failed: %s", _names(offsets), exc)
             return
         self._ledger.committed(offsets)
         logger.debug("committed %s", offsets)

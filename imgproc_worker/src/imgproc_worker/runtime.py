@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 from imgproc_core.adapters.kafka import ensure_topics
 from imgproc_core.container import Container, build_container, uses_kafka
+from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler, RetryPolicy
@@ -55,6 +56,14 @@ def worker_options(settings: Settings) -> ConsumerOptions:
     )
 
 
+def _require_kafka(settings: Settings, role: Role) -> None:
+    if not uses_kafka(settings):
+        raise SettingsError(
+            f"IMGPROC_QUEUE is {settings.queue!r}: the {role} needs the Kafka queue "
+            "(IMGPROC_QUEUE=kafka); with the table queue, `imgproc serve` runs the jobs itself"
+        )
+
+
 def _ensure_topics(settings: Settings) -> None:
     ensure_topics(
         settings.kafka_bootstrap_servers,
@@ -68,6 +77,7 @@ def run_worker(container: Container, stop: threading.Event) -> None:
     """Consume and render jobs until ``stop`` is set (the container's resources are the
     caller's to open and close)."""
     settings: Settings = container.settings()
+    _require_kafka(settings, "worker")
     worker_id = process_id()
     handler = MessageHandler(
         process=container.process_transform_job(),
@@ -93,13 +103,14 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     """Relay the outbox to Kafka until ``stop`` is set; returns the loop (its ``relayed``
     count) once stopped."""
     settings: Settings = container.settings()
+    _require_kafka(settings, "relay")
     loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"))
     failures = 0
     while not stop.is_set():
         try:
             _ensure_topics(settings)
             break
-        except Exception as exc:
+        except DependencyUnavailable as exc:
             failures += 1
             delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
             logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
@@ -136,11 +147,7 @@ def serve(settings: Settings, role: Role) -> None:
 
     ``SettingsError`` when the settings do not choose Kafka or keep a weak secret.
     """
-    if not uses_kafka(settings):
-        raise SettingsError(
-            f"IMGPROC_QUEUE is {settings.queue!r}: the {role} needs the Kafka queue "
-            "(IMGPROC_QUEUE=kafka); with the table queue, `imgproc serve` runs the jobs itself"
-        )
+    _require_kafka(settings, role)
     settings.check_secrets()
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # kafka-python reports every connection and rebalance step at INFO.

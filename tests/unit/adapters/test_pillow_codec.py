@@ -178,6 +178,20 @@ def photo(corpus_dir: Path) -> Image.Image:
     return image.resize((1000, 536), Image.Resampling.LANCZOS)
 
 
+def spy_on_draft(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """The sizes JPEG draft mode decodes at, one per call."""
+    decoded_sizes: list[tuple[int, int]] = []
+    original_draft = JpegImagePlugin.JpegImageFile.draft
+
+    def spy(self: Any, mode: str | None, size: tuple[int, int] | None) -> Any:
+        result = original_draft(self, mode, size)
+        decoded_sizes.append(self.size)
+        return result
+
+    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    return decoded_sizes
+
+
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_draft_decoding_with_crop_and_orientation_matches_a_full_decode(
     codec: PillowImageCodec,
@@ -190,15 +204,7 @@ def test_draft_decoding_with_crop_and_orientation_matches_a_full_decode(
     exif[0x0112] = orientation
     buffer = io.BytesIO()
     stored.save(buffer, "JPEG", quality=95, exif=exif)
-    decoded_sizes: list[tuple[int, int]] = []
-    original_draft = JpegImagePlugin.JpegImageFile.draft
-
-    def spy(self: Any, mode: str | None, size: tuple[int, int] | None) -> Any:
-        result = original_draft(self, mode, size)
-        decoded_sizes.append(self.size)
-        return result
-
-    monkeypatch.setattr(JpegImagePlugin.JpegImageFile, "draft", spy)
+    decoded_sizes = spy_on_draft(monkeypatch)
     body = {"crop": {"x": 100, "y": 50, "width": 800, "height": 400}, "resize": {"width": 100}}
     transformation = parse_transformation({**body, "format": "png"})
 
@@ -210,14 +216,70 @@ def test_draft_decoding_with_crop_and_orientation_matches_a_full_decode(
     assert out.size == (100, 50)
     # q95 re-encoding plus a 1/4-scale decode: well under the noise of two q85 encodings.
     assert difference(out, expected) < SAME_PICTURE / 2
-    # libjpeg decoded at a reduced scale that still keeps the crop at twice the target size.
+    # libjpeg decoded at 1/4 scale: the crop is 8x the target, short of the 16x that 1/8 needs.
     assert len(decoded_sizes) == 1
     width, height = decoded_sizes[0]
     if orientation >= 5:
         width, height = height, width
-    assert width <= 1000 / 2
-    assert width * 800 / 1000 >= 2 * 100
-    assert height * 400 / 536 >= 2 * 50
+    assert (width, height) == (250, 134)
+
+
+@pytest.mark.parametrize(
+    ("source", "target", "decoded"),
+    [
+        # 1/4 and 1/2 may bring the picture down to the target size itself...
+        ((1600, 1200), (400, 300), (400, 300)),
+        ((1601, 1201), (400, 300), (401, 301)),
+        ((1600, 1200), (320, 240), (400, 300)),
+        ((1600, 1200), (800, 600), (800, 600)),
+        ((1600, 1200), (801, 601), None),
+        # ...1/8, a box filter, only while twice the target size remains.
+        ((1600, 1200), (199, 149), (400, 300)),
+        ((1600, 1200), (100, 75), (200, 150)),
+    ],
+)
+def test_draft_scale_keeps_at_least_the_target_size(
+    codec: PillowImageCodec,
+    photo: Image.Image,
+    source: tuple[int, int],
+    target: tuple[int, int],
+    decoded: tuple[int, int] | None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    buffer = io.BytesIO()
+    photo.resize(source).save(buffer, "JPEG", quality=90)
+    decoded_sizes = spy_on_draft(monkeypatch)
+    resize = {"width": target[0], "height": target[1], "fit": "fill"}
+
+    out = codec.transform(
+        buffer.getvalue(), parse_transformation({"resize": resize, "format": "png"}), LIMITS
+    )
+
+    assert (out.width, out.height) == target
+    assert decoded_sizes == ([decoded] if decoded is not None else [])
+
+
+def test_a_drafted_resize_keeps_the_picture(codec: PillowImageCodec, photo: Image.Image) -> None:
+    """A 1/4-scale decode (of a dense, detailed photograph, almost to the target size) plus
+    Lanczos, against Lanczos on the full picture: closer than a q85 encoding of the latter."""
+    buffer = io.BytesIO()
+    photo.save(buffer, "JPEG", quality=95)
+    expected = photo.resize((240, 129), Image.Resampling.LANCZOS)
+    reencoded = io.BytesIO()
+    expected.save(reencoded, "JPEG", quality=85)
+    encoding_noise = difference(Image.open(reencoded), expected)
+
+    out = decode(
+        codec.transform(
+            buffer.getvalue(),
+            parse_transformation({"resize": {"width": 240}, "format": "png"}),
+            LIMITS,
+        )
+    )
+
+    assert out.size == (240, 129)
+    assert difference(out, expected) < encoding_noise
+    assert difference(out, expected.filter(ImageFilter.BoxBlur(2))) > difference(out, expected)
 
 
 def test_probe_reports_the_upright_size(codec: PillowImageCodec, photo: Image.Image) -> None:
@@ -306,6 +368,46 @@ def test_an_embedded_profile_is_applied_and_dropped(
 
     assert "icc_profile" not in out.info
     assert difference(out, in_srgb) < 1
+
+
+def test_an_srgb_profile_is_not_applied(
+    codec: PillowImageCodec, corpus_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Converting from sRGB to sRGB changes nothing: no pass over the pixels is made for the
+    profile most photographs carry, and the output has the pixels as stored."""
+    path = corpus_dir / "pillow" / "flower2.jpg"
+    source = Image.open(path)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(source.info["icc_profile"]))
+    assert "sRGB" in ImageCms.getProfileDescription(profile)
+    converted: list[tuple[int, int]] = []
+    original_apply = ImageCms.ImageCmsTransform.apply
+
+    def spy(self: Any, im: Image.Image, imOut: Image.Image | None = None) -> Image.Image:
+        converted.append(im.size)
+        return original_apply(self, im, imOut)
+
+    monkeypatch.setattr(ImageCms.ImageCmsTransform, "apply", spy)
+
+    out = decode(codec.transform(path.read_bytes(), Transformation(format="png"), LIMITS))
+
+    # The profile's effect may be measured once on a strip of probe colours; never the image.
+    assert source.size not in converted
+    assert ImageChops.difference(out.convert("RGB"), source.convert("RGB")).getbbox() is None
+
+
+def test_a_wide_gamut_profile_is_still_applied(codec: PillowImageCodec, corpus_dir: Path) -> None:
+    path = corpus_dir / "pillow" / "xmp_test.jpg"
+    source = Image.open(path)
+    profile = ImageCms.ImageCmsProfile(io.BytesIO(source.info["icc_profile"]))
+    assert "Adobe RGB" in ImageCms.getProfileDescription(profile)
+    in_srgb = ImageCms.profileToProfile(source, profile, ImageCms.createProfile("sRGB"))
+    assert in_srgb is not None
+    skipped_conversion = difference(source, in_srgb)
+    assert skipped_conversion > 1
+
+    out = decode(codec.transform(path.read_bytes(), Transformation(format="png"), LIMITS))
+
+    assert difference(out, in_srgb) < skipped_conversion / 10
 
 
 @pytest.mark.parametrize("fmt", ["png", "jpeg", "webp", "avif", "gif"])

@@ -12,6 +12,7 @@ from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
 from imgproc_core.ports.messaging import JobPublisher
 from imgproc_core.ports.persistence import (
     ImageRepository,
+    ImageTotals,
     JobQueue,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -27,6 +28,7 @@ __all__ = [
     "ImageCodec",
     "ImageInfo",
     "ImageRepository",
+    "ImageTotals",
     "JobPublisher",
     "JobQueue",
     "PasswordHasher",

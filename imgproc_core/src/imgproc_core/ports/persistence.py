@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -23,6 +24,23 @@ class UserRepository(Protocol):
     def update(self, user: User) -> None: ...
 
     def list(self, *, offset: int = 0, limit: int = 100) -> Sequence[User]: ...
+
+    def count(self, *, disabled: bool | None = None) -> int:
+        """How many users there are; only the disabled (True) or enabled (False) ones if asked."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class ImageTotals:
+    """Counts and sizes over every user's images. A derived image counts its bytes once its
+    job has written them (0 before)."""
+
+    originals: int
+    original_bytes: int
+    derived: int
+    derived_bytes: int
+    #: Derived images (one job each) by status; every status is a key, 0 when none has it.
+    derived_by_status: Mapping[JobStatus, int]
 
 
 class ImageRepository(Protocol):
@@ -49,6 +67,15 @@ class ImageRepository(Protocol):
     def list_by_status(self, status: JobStatus, *, limit: int = 100) -> Sequence[Image]: ...
 
     def count_by_status(self) -> dict[JobStatus, int]: ...
+
+    def list_derived(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> Sequence[Image]:
+        """Derived images (the jobs that render them), oldest first, then by id; only those
+        in ``status`` when given."""
+        ...
+
+    def totals(self) -> ImageTotals: ...
 
 
 class JobQueue(Protocol):

@@ -33,7 +33,12 @@ from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.users import User
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.persistence import ImageRepository, JobQueue, UserRepository
+from imgproc_core.ports.persistence import (
+    ImageRepository,
+    ImageTotals,
+    JobQueue,
+    UserRepository,
+)
 
 _Row = TypeVar("_Row")
 
@@ -256,6 +261,11 @@ class InMemoryUserRepository:
             rows = sorted(self._tx.users.rows(), key=lambda user: (user.created_at, user.id))
         return [replace(user) for user in _page(rows, offset, limit)]
 
+    def count(self, *, disabled: bool | None = None) -> int:
+        with self._tx.database.lock:
+            rows = self._tx.users.rows()
+        return sum(1 for user in rows if disabled is None or user.disabled == disabled)
+
     def _find_by_username(self, username: str) -> User | None:
         return next((u for u in self._tx.users.rows() if u.username == username), None)
 
@@ -320,6 +330,31 @@ class InMemoryImageRepository:
         for image in self._select(lambda _: True):
             counts[image.status] += 1
         return counts
+
+    def list_derived(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> Sequence[Image]:
+        """Oldest first, then by id."""
+        found = self._select(
+            lambda image: image.source_id is not None and (status is None or image.status == status)
+        )
+        found.sort(key=lambda image: (image.created_at, image.id))
+        return [replace(image) for image in _page(found, offset, limit)]
+
+    def totals(self) -> ImageTotals:
+        images = self._select(lambda _: True)
+        originals = [image for image in images if image.source_id is None]
+        derived = [image for image in images if image.source_id is not None]
+        by_status = dict.fromkeys(JobStatus, 0)
+        for image in derived:
+            by_status[image.status] += 1
+        return ImageTotals(
+            originals=len(originals),
+            original_bytes=sum(image.size_bytes for image in originals),
+            derived=len(derived),
+            derived_bytes=sum(image.size_bytes for image in derived),
+            derived_by_status=by_status,
+        )
 
     def _select(self, keep: Callable[[Image], bool]) -> list[Image]:
         with self._tx.database.lock:

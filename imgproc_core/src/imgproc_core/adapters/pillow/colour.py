@@ -6,7 +6,8 @@ included, which has no place for a profile; browsers and tools that ignore profi
 right colours; a CMYK photograph comes out right in every format; filters and watermarks work in
 a known space; and a large profile no longer rides along in every thumbnail. The cost, a gamut
 wider than sRGB (Adobe RGB, Display P3) clipped to sRGB, is the usual trade for web delivery.
-The conversion runs after the resize, at output size, where it is cheap.
+The conversion runs after the resize, at output size, where it is cheap, and not at all for a
+profile that already is sRGB.
 
 Grey profiles are dropped without conversion: a grey image's tone curve is close to sRGB's and
 converting would turn it into colour.
@@ -18,7 +19,7 @@ import io
 from functools import lru_cache
 from typing import Final
 
-from PIL import Image, ImageCms
+from PIL import Image, ImageChops, ImageCms
 
 from imgproc_core.domain.errors import UnsupportedImageType
 
@@ -122,18 +123,48 @@ def _transform_to_srgb(
 ) -> ImageCms.ImageCmsTransform | None:
     """A LittleCMS transform, built once per profile: photographs from one camera or one phone
     share a handful of profiles, and building a transform costs more than applying it to a
-    thumbnail. A profile LittleCMS cannot read counts as absent."""
+    thumbnail. A profile LittleCMS cannot read counts as absent, and so does one that already
+    is sRGB (most photographs carry one): applying it would cost a pass over the pixels (a
+    tenth of a 12 MP to 800x600 job) and change nothing."""
     try:
         source = ImageCms.ImageCmsProfile(io.BytesIO(icc_profile))
-        return ImageCms.buildTransform(
+        transform = ImageCms.buildTransform(
             source,
             ImageCms.createProfile("sRGB"),
             input_mode,
             output_mode,
             renderingIntent=ImageCms.Intent.PERCEPTUAL,
         )
+        if input_mode == output_mode and _moves_no_colour(transform, input_mode):
+            return None
+        return transform
     except (ImageCms.PyCMSError, OSError, ValueError, TypeError):
         return None
+
+
+#: Every colour whose channels are multiples of 17 (16 levels each), then every grey level.
+_PROBE_COLOURS: Final = [
+    *(
+        (red * 17, green * 17, blue * 17)
+        for red in range(16)
+        for green in range(16)
+        for blue in range(16)
+    ),
+    *((level, level, level) for level in range(256)),
+]
+#: A transform that moves no channel of any probe colour by more than this is the identity:
+#: sRGB profiles from different vendors (a 1024-entry tone curve, or LittleCMS's parametric
+#: one) round-trip to within one level of each other.
+_SAME_COLOUR_LEVELS: Final = 1
+
+
+def _moves_no_colour(transform: ImageCms.ImageCmsTransform, mode: str) -> bool:
+    """Judged by what the profile does, not by its name: descriptions are free text."""
+    probe = Image.new("RGB", (len(_PROBE_COLOURS), 1))
+    probe.putdata(_PROBE_COLOURS)
+    probe = probe.convert(mode)
+    extrema = ImageChops.difference(transform.apply(probe), probe).getextrema()
+    return all(high <= _SAME_COLOUR_LEVELS for _, high in extrema)  # type: ignore[misc]
 
 
 def flatten(image: Image.Image, background: tuple[int, int, int] = (255, 255, 255)) -> Image.Image:

@@ -10,7 +10,6 @@ size at request time, so the output always has exactly the planned size.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Final
 
@@ -26,6 +25,9 @@ Size = tuple[int, int]
 #: reductions.
 REDUCING_GAP: Final = 3.0
 RESAMPLE: Final = Image.Resampling.LANCZOS
+
+#: JPEG draft scales (1/n), largest first, with the reduction from region to target each needs.
+_DRAFT_SCALES: Final = ((8, 16.0), (4, 4.0), (2, 2.0))
 
 #: The transpose that turns stored pixels upright, per EXIF orientation (as ``exif_transpose``).
 _UPRIGHT: Final[dict[int, Image.Transpose]] = {
@@ -93,20 +95,26 @@ class Plan:
     def draft_request(self, orientation: int, stored_size: Size) -> Size | None:
         """The size to ask JPEG draft mode for, or None when a full decode is needed.
 
-        libjpeg can decode at 1/2, 1/4 or 1/8 scale almost for free. The request keeps the region
-        at least twice the target size, so the final Lanczos pass still has real detail to work
-        with; draft mode picks the smallest scale that satisfies it.
+        libjpeg decodes at 1/2, 1/4 or 1/8 scale for a fraction of a full decode's cost. At 1/2
+        and 1/4 its scaled inverse DCT drops the blocks' high frequencies, a proper low-pass
+        filter, so the region may come out as small as the target and Lanczos does the rest
+        (a 12 MP photograph for an 800x600 output decodes at 1000x750). At 1/8 only the blocks'
+        averages remain, a box filter that aliases fine detail: that scale is used only when
+        the region still keeps twice the target size, so Lanczos filters it again.
         """
         if not self.resample:
             return None
         (left, top, right, bottom), (target_width, target_height) = self.stored(
             orientation, stored_size
         )
-        needed = 2 * max(target_width / (right - left), target_height / (bottom - top))
-        if needed > 0.5:
+        reduction = min((right - left) / target_width, (bottom - top) / target_height)
+        scale = next((scale for scale, needed in _DRAFT_SCALES if reduction >= needed), 1)
+        if scale == 1:
             return None
         width, height = stored_size
-        return max(1, math.ceil(width * needed)), max(1, math.ceil(height * needed))
+        # Pillow picks the largest scale whose output is at least the request; floor division
+        # makes that exactly ``scale`` (libjpeg rounds the decoded size up).
+        return max(1, width // scale), max(1, height // scale)
 
 
 def stored_box(box: Box, orientation: int, stored_size: Size) -> Box:

@@ -21,6 +21,7 @@ from imgproc_core.domain.errors import ImageNotFound, UserNotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.users import User
+from imgproc_core.ports.persistence import ImageTotals
 
 
 class SqlAlchemyUserRepository:
@@ -58,6 +59,14 @@ class SqlAlchemyUserRepository:
                 select(UserRow).order_by(UserRow.created_at, UserRow.id).offset(offset).limit(limit)
             ).all()
         return [user_from_row(row) for row in rows]
+
+    def count(self, *, disabled: bool | None = None) -> int:
+        query = select(func.count()).select_from(UserRow)
+        if disabled is not None:
+            query = query.where(UserRow.disabled.is_(disabled))
+        with translated_errors():
+            count = self._session.scalar(query)
+        return count or 0
 
 
 class SqlAlchemyImageRepository:
@@ -128,3 +137,43 @@ class SqlAlchemyImageRepository:
             rows = self._session.execute(query).all()
         found = {JobStatus(status): count for status, count in rows}
         return {status: found.get(status, 0) for status in JobStatus}
+
+    def list_derived(
+        self, *, status: JobStatus | None = None, offset: int = 0, limit: int = 100
+    ) -> Sequence[Image]:
+        query = select(ImageRow).where(ImageRow.source_id.is_not(None))
+        if status is not None:
+            query = query.where(ImageRow.status == status.value)
+        query = query.order_by(ImageRow.created_at, ImageRow.id).offset(offset).limit(limit)
+        with translated_errors():
+            rows = self._session.scalars(query).all()
+        return [image_from_row(row) for row in rows]
+
+    def totals(self) -> ImageTotals:
+        is_original = ImageRow.source_id.is_(None).label("is_original")
+        query = select(
+            is_original,
+            ImageRow.status,
+            func.count(),
+            func.coalesce(func.sum(ImageRow.size_bytes), 0),
+        ).group_by(is_original, ImageRow.status)
+        with translated_errors():
+            rows = self._session.execute(query).all()
+        originals = original_bytes = derived = derived_bytes = 0
+        by_status = dict.fromkeys(JobStatus, 0)
+        for original, status, count, size in rows:
+            # PostgreSQL sums a bigint column as a numeric, which arrives as a Decimal.
+            if original:
+                originals += count
+                original_bytes += int(size)
+            else:
+                derived += count
+                derived_bytes += int(size)
+                by_status[JobStatus(status)] += count
+        return ImageTotals(
+            originals=originals,
+            original_bytes=original_bytes,
+            derived=derived,
+            derived_bytes=derived_bytes,
+            derived_by_status=by_status,
+        )

@@ -1,0 +1,131 @@
+"""The relay's step: claim a batch from the outbox, publish it, acknowledge it only once the
+broker holds it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from imgproc_core.adapters.memory import InMemoryJobPublisher, ManualClock
+from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import TransformJob
+from imgproc_core.domain.transformations import Resize, Transformation
+from imgproc_core.ports import UnitOfWorkFactory
+from imgproc_core.use_cases import RelayOutbox, RequestTransform, RequestTransformCommand
+
+Upload = Callable[..., Image]
+LEASE = 30.0
+
+
+@pytest.fixture
+def publisher() -> InMemoryJobPublisher:
+    return InMemoryJobPublisher()
+
+
+@pytest.fixture
+def queued(
+    request_transform: RequestTransform, upload: Upload, alice: str, clock: ManualClock
+) -> list[TransformJob]:
+    """Five jobs in the outbox, a second apart."""
+    source = upload(alice)
+    jobs = []
+    for width in range(10, 15):
+        image = request_transform(
+            RequestTransformCommand(alice, source.id, Transformation(resize=Resize(width=width)))
+        )
+        jobs.append(TransformJob(image_id=image.id, source_id=source.id, user_id=alice))
+        clock.advance(1)
+    return jobs
+
+
+def relay(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    relay_id: str = "relay-1",
+    batch_size: int = 2,
+) -> RelayOutbox:
+    return RelayOutbox(
+        uow_factory, publisher, clock, relay_id, lease_seconds=LEASE, batch_size=batch_size
+    )
+
+
+def outbox_size(uow_factory: UnitOfWorkFactory) -> int:
+    with uow_factory() as uow:
+        return uow.jobs.pending_count()
+
+
+def test_batches_are_published_oldest_first_and_leave_the_outbox(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    step = relay(uow_factory, publisher, clock, batch_size=2)
+
+    assert [step(), step(), step(), step()] == [2, 2, 1, 0]
+
+    assert publisher.delivered == queued
+    assert outbox_size(uow_factory) == 0
+
+
+def test_a_broker_down_keeps_the_rows_leased_until_the_lease_ends(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    publisher.available = False
+    with pytest.raises(DependencyUnavailable):
+        relay(uow_factory, publisher, clock, "relay-down", batch_size=10)()
+    assert outbox_size(uow_factory) == 5
+    assert publisher.delivered == []
+
+    publisher.available = True
+    other = relay(uow_factory, publisher, clock, "relay-up", batch_size=10)
+    assert other() == 0
+    clock.advance(LEASE)
+    assert other() == 5
+    assert publisher.delivered == queued
+    assert outbox_size(uow_factory) == 0
+
+
+class _FailsOnFlush(InMemoryJobPublisher):
+    def flush(self) -> None:
+        raise DependencyUnavailable("the broker did not acknowledge", "broker")
+
+
+def test_nothing_is_acknowledged_unless_the_flush_succeeds(
+    uow_factory: UnitOfWorkFactory, clock: ManualClock, queued: list[TransformJob]
+) -> None:
+    with pytest.raises(DependencyUnavailable):
+        relay(uow_factory, _FailsOnFlush(), clock, batch_size=3)()
+    assert outbox_size(uow_factory) == 5
+
+
+def test_two_relays_split_the_outbox(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    first = relay(uow_factory, publisher, clock, "relay-1", batch_size=3)
+    second = relay(uow_factory, publisher, clock, "relay-2", batch_size=3)
+
+    assert first() + second() == 5
+
+    assert sorted(job.id for job in publisher.delivered) == sorted(job.id for job in queued)
+
+
+@pytest.mark.parametrize(("lease", "batch"), [(0.0, 1), (10.0, 0)])
+def test_a_relay_needs_a_lease_and_a_batch(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    lease: float,
+    batch: int,
+) -> None:
+    with pytest.raises(ValueError, match="must be"):
+        RelayOutbox(uow_factory, publisher, clock, "r", lease_seconds=lease, batch_size=batch)
