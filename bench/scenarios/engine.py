@@ -63,7 +63,7 @@ def resize_12mp(run: Run, budget: Budget) -> None:
     engine = ("engine", timings["engine"])
     run.rows.append(
         _ratio_row(
-            "engine",
+            "resize",
             "Engine vs naive Pillow",
             "naive time / engine time per job (12 MP JPEG to 800x600 JPEG q85)",
             ("naive Pillow", timings["naive Pillow"]),
@@ -74,7 +74,7 @@ def resize_12mp(run: Run, budget: Budget) -> None:
     if vips_missing is None:
         label = contestants[2].label
         row = _ratio_row(
-            "engine",
+            "resize",
             "Engine vs libvips thumbnail",
             "libvips time / engine time per job (thumbnail_buffer, VIPS_CONCURRENCY=1)",
             (label, timings[label]),
@@ -83,7 +83,7 @@ def resize_12mp(run: Run, budget: Budget) -> None:
         )
     else:
         row = Row(
-            "engine",
+            "resize",
             "Engine vs libvips thumbnail",
             "libvips time / engine time per job",
             target=1.15,
