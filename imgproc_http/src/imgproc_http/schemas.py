@@ -12,17 +12,7 @@ from typing import Annotated, Any, Final
 import msgspec
 
 from imgproc_core.domain import Image, Page, Transformation, User
-from imgproc_core.domain.transformations import (
-    BlurRadius,
-    Crop,
-    Degrees,
-    Filters,
-    FormatName,
-    Quality,
-    Resize,
-    SharpenAmount,
-    Watermark,
-)
+from imgproc_core.domain.transformations import TransformationRequest
 from imgproc_core.use_cases import Session
 
 API_PREFIX: Final = "/api/v1"
@@ -186,29 +176,10 @@ class ImagePage(_Response, frozen=True):
 # -- transformations ---------------------------------------------------------------------------
 
 
-class TransformFields(_Request, frozen=True, kw_only=True, omit_defaults=True):
-    """The operations, all optional, at least one required. They always run in one order:
-    auto-orient, crop, resize, rotate, flip/mirror, filters, watermark, encode."""
-
-    resize: Resize | None = None
-    crop: Crop | None = None
-    rotate: Degrees = 0
-    flip: bool = False
-    mirror: bool = False
-    grayscale: bool = False
-    sepia: bool = False
-    blur: BlurRadius = 0.0
-    sharpen: SharpenAmount = 0.0
-    filters: Filters | None = None
-    watermark: Watermark | None = None
-    format: FormatName | None = None
-    quality: Quality | None = None
-
-
-class TransformRequest(TransformFields, frozen=True, kw_only=True, omit_defaults=True):
+class TransformRequest(TransformationRequest, frozen=True, kw_only=True):
     """The flat shape, or the same fields inside ``{"transformations": {...}}``, not both."""
 
-    transformations: TransformFields | None = None
+    transformations: TransformationRequest | None = None
 
     def to_mapping(self) -> dict[str, Any]:
         """The fields the client gave, as the domain's parser reads them."""

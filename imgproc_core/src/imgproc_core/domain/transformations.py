@@ -109,8 +109,11 @@ class Filters(_Value, frozen=True, kw_only=True):
     sharpen: SharpenAmount = 0.0
 
 
-class _Request(_Value, frozen=True, kw_only=True):
-    """The request body as it arrives, before filters are merged and aliases resolved."""
+class TransformationRequest(_Value, frozen=True, kw_only=True):
+    """The operations as a request names them, before filters are merged and aliases resolved.
+
+    All optional, at least one required. They always run in one order: auto-orient, crop,
+    resize, rotate, flip/mirror, filters, watermark, encode."""
 
     resize: Resize | None = None
     crop: Crop | None = None
@@ -219,13 +222,13 @@ def parse_transformation(body: bytes | str | Mapping[str, Any]) -> Transformatio
     if not raw:
         raise InvalidTransformation("ask for at least one transformation")
     try:
-        request = msgspec.convert(raw, _Request)
+        request = msgspec.convert(raw, TransformationRequest)
     except msgspec.ValidationError as exc:
         raise InvalidTransformation(str(exc), _field_of(str(exc))) from None
     return _from_request(request)
 
 
-def _from_request(request: _Request) -> Transformation:
+def _from_request(request: TransformationRequest) -> Transformation:
     filters = request.filters or Filters()
     blur = _merge_amount("blur", request.blur, filters.blur)
     sharpen = _merge_amount("sharpen", request.sharpen, filters.sharpen)
