@@ -4,6 +4,6 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 trap '"$here/services/down.sh"' EXIT
-# shellcheck disable=SC1091
+# shellcheck disable=SC1090
 source <("$here/services/up.sh")
 "$@"

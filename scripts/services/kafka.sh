@@ -22,6 +22,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$here/lib.sh"
 repo="$(cd "$here/../.." && pwd)"
 services_dir="${IMGPROC_DEV_SERVICES_DIR:-$repo/var/services}"
 cache_dir="${IMGPROC_DEV_CACHE_DIR:-$repo/var/cache}/kafka"
@@ -42,41 +44,12 @@ start_timeout="${IMGPROC_DEV_KAFKA_START_TIMEOUT:-120}"
 stop_timeout=60
 java="${JAVA_HOME:+$JAVA_HOME/bin/}java"
 
-say() { echo "kafka.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-seconds_since() {
-    local elapsed=$(($(now_ms) - $1))
-    printf '%d.%03ds' $((elapsed / 1000)) $((elapsed % 1000))
-}
-
-show_log_tail() {
-    local file
-    for file in "$out_file" "$log_file"; do
-        if [[ -s "$file" ]]; then
-            say "last lines of $file:"
-            tail -n 20 "$file" >&2
-        fi
-    done
-}
-
-apt_install() {
+install_tool() {
     if [[ "$(id -u)" -ne 0 ]]; then
         die "$1 is missing and installing it needs root: apt-get install ${*:2}"
     fi
     command -v apt-get >/dev/null || die "$1 is missing and apt-get is not available: install ${*:2}"
-    say "installing ${*:2} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${@:2}" >&2; then
-        say "install failed; refreshing the package lists and trying again"
-        apt-get update >&2 || die "apt-get update failed"
-        apt-get install -y --no-install-recommends "${@:2}" >&2 || die "apt-get could not install ${*:2}"
-    fi
+    apt_get_install "${@:2}"
 }
 
 java_major() {
@@ -85,13 +58,13 @@ java_major() {
 
 # The Kafka 4 broker needs Java 17 or newer; Maven only fetches the jars.
 ensure_tools() {
-    command -v "$java" >/dev/null || apt_install "Java" default-jre-headless
+    command -v "$java" >/dev/null || install_tool "Java" default-jre-headless
     local major
     major="$(java_major)"
     if [[ -z "$major" ]] || ((major < 17)); then
         die "the Kafka broker needs Java 17 or newer, '$java' is ${major:-of unknown version}: set JAVA_HOME"
     fi
-    command -v mvn >/dev/null || apt_install "Maven" maven
+    command -v mvn >/dev/null || install_tool "Maven" maven
 }
 
 # The jars are fetched again whenever kafka/pom.xml changes (a new Kafka version, say).
@@ -195,21 +168,8 @@ format_storage() {
         || { cat "$base/format.log" >&2; die "formatting the storage failed"; }
 }
 
-# A process that died but was not reaped yet (a zombie) still answers kill -0.
-alive() {
-    local state
-    state="$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# A pid file can outlive its broker and name a recycled pid: trust it only for a Kafka JVM.
 running_pid() {
-    local pid
-    [[ -s "$pid_file" ]] || return 1
-    pid="$(<"$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    grep -qa kafka.Kafka "/proc/$pid/cmdline" 2>/dev/null || return 1
-    echo "$pid"
+    pid_from_file "$pid_file" kafka.Kafka
 }
 
 # Sends a Metadata request (version 4, no topics) and reads the head of the answer: size,
@@ -227,65 +187,46 @@ answers_metadata() (
 ) 2>/dev/null
 
 wait_until_ready() {
-    local started="$1"
-    local deadline=$((started + start_timeout * 1000))
-    until answers_metadata; do
-        if ! running_pid >/dev/null; then
-            show_log_tail
-            say "error: the broker exited during start-up (logs: $out_file, $log_file)"
-            return 1
-        fi
-        if (($(now_ms) >= deadline)); then
-            show_log_tail
-            say "error: no Kafka answer from $host:$port within ${start_timeout}s (logs: $out_file, $log_file)"
-            return 1
-        fi
-        sleep 0.2
-    done
-    say "ready at $(cmd_bootstrap) (pid $(running_pid), $(seconds_since "$started"))"
+    local started="$1" outcome=0
+    await_ready "$started" "$start_timeout" 0.2 running_pid answers_metadata || outcome=$?
+    case "$outcome" in
+    0)
+        say "ready at $(cmd_bootstrap) (pid $(running_pid), $(seconds_since "$started"))"
+        return 0
+        ;;
+    1)
+        show_log_tail "$out_file" "$log_file"
+        say "error: the broker exited during start-up (logs: $out_file, $log_file)"
+        ;;
+    *)
+        show_log_tail "$out_file" "$log_file"
+        say "error: no Kafka answer from $host:$port within ${start_timeout}s (logs: $out_file, $log_file)"
+        ;;
+    esac
+    return 1
 }
-
-port_taken() (
-    exec 3<>"/dev/tcp/$host/$1"
-) 2>/dev/null
 
 launch() {
     local p
     for p in "$port" "$controller_port"; do
-        if port_taken "$p"; then
+        if port_in_use "$host" "$p"; then
             die "$host:$p is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_KAFKA_PORT / IMGPROC_DEV_KAFKA_CONTROLLER_PORT"
         fi
     done
     rm -f "$pid_file"
-    # The JVM writes its own pid (bash execs into it) and leaves the caller's session and
-    # descriptors behind: fd 9 holds the start lock, and a caller may be reading our output.
-    local detach=()
-    if command -v setsid >/dev/null; then
-        detach=(setsid)
+    spawn_detached "$pid_file" "$out_file" "$java" "${jvm_options[@]}" kafka.Kafka "$config"
+    if ! await_pid_file running_pid; then
+        rm -f "$pid_file"
+        show_log_tail "$out_file" "$log_file"
+        die "the broker did not come up (logs: $out_file, $log_file)"
     fi
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner bash
-    "${detach[@]}" bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$pid_file" \
-        "$java" "${jvm_options[@]}" kafka.Kafka "$config" </dev/null >"$out_file" 2>&1 9>&- &
-    local tries=0
-    until running_pid >/dev/null; do
-        tries=$((tries + 1))
-        if ((tries >= 50)); then
-            rm -f "$pid_file"
-            show_log_tail
-            die "the broker did not come up (logs: $out_file, $log_file)"
-        fi
-        sleep 0.1
-    done
 }
 
 cmd_start() {
     ensure_tools
     mkdir -p "$base" "$data"
     # Two starts at once (parallel test runs) must not both fetch, format or launch.
-    exec 9>"$base/.lock"
-    if command -v flock >/dev/null; then
-        flock 9
-    fi
+    take_start_lock "$base/.lock"
     ensure_libs
     local started
     started="$(now_ms)"
@@ -293,13 +234,7 @@ cmd_start() {
         say "already running on $host:$port"
         wait_until_ready "$started" || exit 1
     else
-        # One run per log, so that a failure shows its own lines; the run before stays in .1.
-        local file
-        for file in "$out_file" "$log_file"; do
-            if [[ -f "$file" ]]; then
-                mv -f "$file" "$file.1"
-            fi
-        done
+        rotate_logs "$out_file" "$log_file"
         write_config
         format_storage
         say "starting on $host:$port (controller $host:$controller_port)"
@@ -309,11 +244,11 @@ cmd_start() {
             exit 1
         fi
     fi
-    exec 9>&-
+    release_start_lock
 }
 
 cmd_stop() {
-    local pid waited=0
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$pid_file"
         say "not running"
@@ -321,16 +256,7 @@ cmd_stop() {
     fi
     local started
     started="$(now_ms)"
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid"; do
-        if ((waited >= stop_timeout * 10)); then
-            say "pid $pid still running after ${stop_timeout}s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    terminate "$pid" "$stop_timeout"
     rm -f "$pid_file"
     say "stopped ($(seconds_since "$started"))"
 }
@@ -343,7 +269,7 @@ cmd_kill9() {
         return 0
     fi
     kill -KILL "$pid" 2>/dev/null || true
-    while alive "$pid"; do
+    while is_alive "$pid"; do
         sleep 0.05
     done
     rm -f "$pid_file"

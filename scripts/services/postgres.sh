@@ -15,6 +15,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$here/lib.sh"
 repo="$(cd "$here/../.." && pwd)"
 services_dir="${IMGPROC_DEV_SERVICES_DIR:-$repo/var/services}"
 base="$services_dir/postgres"
@@ -31,23 +33,17 @@ database="imgproc_test"
 superuser="postgres"
 start_timeout="${IMGPROC_DEV_POSTGRES_START_TIMEOUT:-60}"
 
-say() { echo "postgres.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
 bin_dir=""
 
 find_binaries() {
     local candidate
     bin_dir=""
     # The newest installed major version wins.
-    for candidate in $(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V); do
+    while IFS= read -r candidate; do
         if [[ -x "$candidate/initdb" && -x "$candidate/pg_ctl" && -x "$candidate/pg_isready" ]]; then
             bin_dir="$candidate"
         fi
-    done
+    done < <(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V)
     [[ -n "$bin_dir" ]]
 }
 
@@ -57,14 +53,7 @@ install_postgres() {
         die "PostgreSQL is not installed and installing it needs root: apt-get install ${packages[*]}"
     fi
     command -v apt-get >/dev/null || die "PostgreSQL is not installed and apt-get is not available"
-    say "installing ${packages[*]} with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends "${packages[@]}" >&2; then
-        say "install failed; refreshing the package lists and trying again"
-        apt-get update >&2 || die "apt-get update failed"
-        apt-get install -y --no-install-recommends "${packages[@]}" >&2 \
-            || die "apt-get could not install ${packages[*]}"
-    fi
+    apt_get_install "${packages[@]}"
 }
 
 ensure_binaries() {
@@ -148,10 +137,7 @@ cmd_start() {
     ensure_binaries
     prepare_directories
     # Two starts at once (parallel test runs) must not both initdb or both start the server.
-    exec 9>"$base/.lock"
-    if command -v flock >/dev/null; then
-        flock 9
-    fi
+    take_start_lock "$base/.lock"
     init_cluster
     if is_running; then
         say "already running on $host:$port"
@@ -166,7 +152,7 @@ cmd_start() {
     fi
     wait_until_ready
     ensure_database
-    exec 9>&-
+    release_start_lock
 }
 
 cmd_stop() {

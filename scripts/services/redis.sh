@@ -12,6 +12,8 @@
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=SCRIPTDIR/lib.sh
+source "$here/lib.sh"
 repo="$(cd "$here/../.." && pwd)"
 services_dir="${IMGPROC_DEV_SERVICES_DIR:-$repo/var/services}"
 base="$services_dir/redis"
@@ -23,39 +25,12 @@ port="${IMGPROC_DEV_REDIS_PORT:-56379}"
 start_timeout="${IMGPROC_DEV_REDIS_START_TIMEOUT:-30}"
 stop_timeout=15
 
-say() { echo "redis.sh: $*" >&2; }
-die() {
-    say "error: $*"
-    exit 1
-}
-
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
-
-seconds_since() {
-    local elapsed=$(($(now_ms) - $1))
-    printf '%d.%03ds' $((elapsed / 1000)) $((elapsed % 1000))
-}
-
-show_log_tail() {
-    if [[ -s "$log_file" ]]; then
-        say "last lines of $log_file:"
-        tail -n 20 "$log_file" >&2
-    fi
-}
-
 install_redis() {
     if [[ "$(id -u)" -ne 0 ]]; then
         die "redis-server is not installed and installing it needs root: apt-get install redis-server"
     fi
     command -v apt-get >/dev/null || die "redis-server is not installed and apt-get is not available"
-    say "installing redis-server with apt-get"
-    export DEBIAN_FRONTEND=noninteractive
-    if ! apt-get install -y --no-install-recommends redis-server >&2; then
-        say "install failed; refreshing the package lists and trying again"
-        apt-get update >&2 || die "apt-get update failed"
-        apt-get install -y --no-install-recommends redis-server >&2 \
-            || die "apt-get could not install redis-server"
-    fi
+    apt_get_install redis-server
     command -v redis-server >/dev/null || die "redis-server is still not on PATH after the install"
 }
 
@@ -63,21 +38,8 @@ ensure_installed() {
     command -v redis-server >/dev/null || install_redis
 }
 
-# A process that died but was not reaped yet (a zombie) still answers kill -0.
-alive() {
-    local state
-    state="$(sed -E 's/.*\) ([A-Za-z]).*/\1/' "/proc/$1/stat" 2>/dev/null)" || return 1
-    [[ -n "$state" && "$state" != Z ]]
-}
-
-# A pid file can outlive its server and name a recycled pid: trust it only for a redis-server.
 running_pid() {
-    local pid
-    [[ -s "$pid_file" ]] || return 1
-    pid="$(<"$pid_file")"
-    [[ "$pid" =~ ^[0-9]+$ ]] && alive "$pid" || return 1
-    grep -qa redis-server "/proc/$pid/cmdline" 2>/dev/null || return 1
-    echo "$pid"
+    pid_from_file "$pid_file" redis-server
 }
 
 # A subshell, so that the connection opened without redis-cli is closed on every way out.
@@ -94,54 +56,43 @@ answers_ping() (
 ) 2>/dev/null
 
 wait_until_ready() {
-    local started="$1"
-    local deadline=$((started + start_timeout * 1000))
-    until answers_ping; do
-        if ! running_pid >/dev/null; then
-            show_log_tail
-            say "error: redis-server exited during start-up (log: $log_file)"
-            return 1
-        fi
-        if (($(now_ms) >= deadline)); then
-            show_log_tail
-            say "error: no PONG from $host:$port within ${start_timeout}s (log: $log_file)"
-            return 1
-        fi
-        sleep 0.1
-    done
-    say "ready at $(cmd_url) (pid $(running_pid), $(seconds_since "$started"))"
+    local started="$1" outcome=0
+    await_ready "$started" "$start_timeout" 0.1 running_pid answers_ping || outcome=$?
+    case "$outcome" in
+    0)
+        say "ready at $(cmd_url) (pid $(running_pid), $(seconds_since "$started"))"
+        return 0
+        ;;
+    1)
+        show_log_tail "$log_file"
+        say "error: redis-server exited during start-up (log: $log_file)"
+        ;;
+    *)
+        show_log_tail "$log_file"
+        say "error: no PONG from $host:$port within ${start_timeout}s (log: $log_file)"
+        ;;
+    esac
+    return 1
 }
 
 launch() {
     rm -f "$pid_file"
-    # One run per log, so that a failure shows its own lines; the run before stays in .1.
-    if [[ -f "$log_file" ]]; then
-        mv -f "$log_file" "$log_file.1"
-    fi
+    rotate_logs "$log_file"
     # fd 9 holds the start lock: a server that inherited it would block every later start.
     redis-server --port "$port" --bind "$host" --protected-mode yes --daemonize yes \
         --pidfile "$pid_file" --logfile "$log_file" --dir "$data" --save '' --appendonly no \
-        </dev/null >&2 9>&- || { show_log_tail; die "redis-server did not start"; }
-    # The daemon writes its pid file a moment after the launcher returns, or dies without one.
-    local tries=0
-    until running_pid >/dev/null; do
-        tries=$((tries + 1))
-        if ((tries >= 50)); then
-            show_log_tail
-            die "redis-server did not come up (is port $port taken? log: $log_file)"
-        fi
-        sleep 0.1
-    done
+        </dev/null >&2 9>&- || { show_log_tail "$log_file"; die "redis-server did not start"; }
+    if ! await_pid_file running_pid; then
+        show_log_tail "$log_file"
+        die "redis-server did not come up (is port $port taken? log: $log_file)"
+    fi
 }
 
 cmd_start() {
     ensure_installed
     mkdir -p "$data"
     # Two starts at once (parallel test runs) must not both launch a server.
-    exec 9>"$base/.lock"
-    if command -v flock >/dev/null; then
-        flock 9
-    fi
+    take_start_lock "$base/.lock"
     local started
     started="$(now_ms)"
     if running_pid >/dev/null; then
@@ -158,26 +109,17 @@ cmd_start() {
             exit 1
         fi
     fi
-    exec 9>&-
+    release_start_lock
 }
 
 cmd_stop() {
-    local pid waited=0
+    local pid
     if ! pid="$(running_pid)"; then
         rm -f "$pid_file"
         say "not running"
         return 0
     fi
-    kill -TERM "$pid" 2>/dev/null || true
-    while alive "$pid"; do
-        if ((waited >= stop_timeout * 10)); then
-            say "pid $pid still running after ${stop_timeout}s: killing it"
-            kill -KILL "$pid" 2>/dev/null || true
-            break
-        fi
-        sleep 0.1
-        waited=$((waited + 1))
-    done
+    terminate "$pid" "$stop_timeout"
     rm -f "$pid_file"
     say "stopped"
 }
