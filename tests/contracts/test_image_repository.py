@@ -436,7 +436,9 @@ def test_list_derived_gives_every_job_oldest_first_or_those_in_one_status(
     statuses = [JobStatus.FAILED, JobStatus.PENDING, JobStatus.READY, JobStatus.FAILED]
     derived = [
         _derivative(make_image, source, id=f"{n + 1:x}" * 32, status=status)
-        for n, (source, status) in enumerate(zip([alices, bobs, alices, bobs], statuses))
+        for n, (source, status) in enumerate(
+            zip([alices, bobs, alices, bobs], statuses, strict=True)
+        )
     ]
     _add(uow_factory, *reversed(derived))
 

@@ -64,12 +64,12 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     port = free_port()
     log_path = tmp_path / "serve.log"
     environment = script_environment(tmp_path, port=port, worker_threads=1, worker_processes=1)
-    with log_path.open("wb") as log:
+    with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [str(SCRIPT), "serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=tmp_path,
             env=environment,
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
         )
     try:

@@ -76,6 +76,8 @@ def test_the_corpus_with_bad_files_mixed_in(
     )
 
     summary: dict[str, Any] = json.loads(result.stdout)
+    # Failures are in the summary; nothing else is said, on either stream.
+    assert result.stderr == ""
     logger.info(
         "%d inputs in %.2f s on %d processes",
         summary["inputs"],
@@ -253,3 +255,27 @@ def test_jobs_out_of_range_is_a_usage_error(cli: Cli, corpus_dir: Path, jobs: st
         jobs,
         expect=2,
     )
+
+
+@pytest.mark.parametrize(
+    ("terminal", "arguments", "shows_progress"),
+    [
+        ("1", [], True),
+        ("1", ["--json"], False),
+        ("0", [], False),
+    ],
+    ids=["terminal", "terminal-json", "pipe"],
+)
+def test_a_progress_bar_on_a_terminal_only_and_never_with_json(
+    cli: Cli, corpus_dir: Path, terminal: str, arguments: list[str], shows_progress: bool
+) -> None:
+    # rich treats standard error as a terminal when TTY_COMPATIBLE=1, as if it were one.
+    cli.environment["TTY_COMPATIBLE"] = terminal
+    hopper = str(corpus_dir / "pillow" / "hopper.png")
+
+    result = cli("transform", '{"flip": true}', hopper, "--out", "out", *arguments)
+
+    assert ("transforming" in result.stderr) is shows_progress
+    assert ("1/1" in result.stderr) is shows_progress
+    if "--json" in arguments:
+        assert json.loads(result.stdout)["done"] == 1
