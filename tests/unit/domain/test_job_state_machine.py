@@ -156,3 +156,13 @@ def test_a_job_that_keeps_failing_counts_every_start() -> None:
     assert image.status is JobStatus.FAILED
     with pytest.raises(InvalidStateTransition):
         image.finish(size_bytes=1, width=1, height=1, frames=1, now=now)
+
+
+def test_a_retried_job_forgets_why_it_failed() -> None:
+    image = new_image()
+    image.start_processing(START)
+    image.fail("the source is truncated", START)
+    assert image.failure_reason == "the source is truncated"
+    image.requeue(START + timedelta(seconds=1))
+    assert image.status is JobStatus.PENDING
+    assert image.failure_reason is None

@@ -73,8 +73,10 @@ class Image:
         self.failure_reason = reason
 
     def requeue(self, now: datetime) -> None:
-        """Back to PENDING: a worker gave the job up, or an operator retries a failed one."""
+        """Back to PENDING: a worker gave the job up, or an operator retries a failed one (whose
+        old reason no longer describes it)."""
         self._become(JobStatus.PENDING, now)
+        self.failure_reason = None
 
 
 @dataclass(frozen=True, slots=True)
