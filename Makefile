@@ -46,11 +46,16 @@ services-up:
 services-down:
 	scripts/services/down.sh
 
+# The bench group (matplotlib) comes from uv.lock; pyvips from bench/requirements.txt, beside the
+# project environment. Debian tools (libvips42, libjpeg-turbo-progs, wrk) are installed by the
+# suite itself when missing.
+BENCH := $(UV) run --frozen --group bench --with-requirements bench/requirements.txt python -m bench
+
 bench: install
-	$(UV) run --frozen python -m bench
+	$(BENCH)
 
 bench-quick: install
-	$(UV) run --frozen python -m bench --quick
+	$(BENCH) --quick
 
 clean:
 	rm -rf .venv .tools var .mypy_cache .ruff_cache .pytest_cache .hypothesis

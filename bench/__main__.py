@@ -15,14 +15,20 @@ import PIL.Image  # noqa: F401
 
 from bench import machine
 from bench.results import RESULTS_DIR, Row, Run
-from bench.scenarios import Budget, engine
+from bench.scenarios import Budget, api, ceiling, encoders, engine, workers
 
 Scenario = Callable[[Run, Budget], None]
 
+_NEWEST_FULL_RUN: Final = Path("newest-full-run")
+
 SCENARIOS: Final[dict[str, Scenario]] = {
     "resize": engine.resize_12mp,
+    "ceiling": ceiling.ceiling,
     "memory": engine.peak_memory_50mp,
     "allocator": engine.allocator,
+    "encoders": encoders.encoders,
+    "api": api.api,
+    "workers": workers.workers,
 }
 
 
@@ -36,21 +42,28 @@ def main() -> int:
         "--report-only",
         type=Path,
         nargs="?",
-        const=RESULTS_DIR / "latest.json",
-        help="rewrite docs/benchmarks.md and its plots from a saved run",
+        const=_NEWEST_FULL_RUN,
+        help="rewrite docs/benchmarks.md and its plots from a saved run (the newest full one)",
     )
     args = parser.parse_args()
     if args.report_only is not None:
         from bench import report
 
-        report.write(Run.load(args.report_only))
+        saved = args.report_only
+        if saved == _NEWEST_FULL_RUN:
+            runs = sorted(RESULTS_DIR.glob("full-*.json"))
+            if not runs:
+                parser.error(f"no full run saved in {RESULTS_DIR}")
+            saved = runs[-1]
+        report.write(Run.load(saved))
+        print(f"bench: {report.DOC} rewritten from {saved}", file=sys.stderr)
         return 0
     chosen = [name for name in args.only.split(",") if name] or list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     budget = Budget.short() if args.quick else Budget.full()
-    run = Run(quick=args.quick, machine=machine.describe())
+    run = Run(quick=args.quick, partial=bool(args.only), machine=machine.describe())
     failed = False
     for name in chosen:
         began = time.monotonic()
@@ -69,10 +82,11 @@ def main() -> int:
     run.machine["load_average_end"] = machine.describe()["load_average"]
     path = run.save()
     print(f"bench: results in {path}", file=sys.stderr)
-    if not args.only:
+    if not args.only and not args.quick:
         from bench import report
 
         report.write(run)
+        print(f"bench: {report.DOC} updated", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -85,7 +99,10 @@ def _print_row(row: Row) -> None:
     target = f" target {row.direction} {row.target}" if row.target is not None else ""
     print(f"  {row.name}: {row.ratio.text()}{target} [{row.status}]")
     for side, summary in row.sides.items():
-        print(f"      {side}: {summary.median:.1f} {row.unit}")
+        unit = "ms" if side.endswith(" ms") else row.unit
+        print(f"      {side.removesuffix(' ms')}: {summary.median:.1f} {unit}")
+    if row.note:
+        print(f"      ({row.note})")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A 12 MP and a 50 MP photograph are made from the largest photograph of the corpus: scaled up with
 Lanczos to cover the frame, cropped to 4:3, and saved the way a camera or phone does (4:2:0
-chroma subsampling, quality 92, an embedded sRGB ICC profile, EXIF with an orientation of 1).
+chroma subsampling, quality 92, the usual sRGB IEC61966-2.1 ICC profile, EXIF with an
+orientation of 1).
 Upscaling keeps the photograph's structure (edges, textures) but smooths its finest detail; a
 sensor-like grain (Gaussian, per channel) is added back so that the file, about 3.3 MB at 12 MP,
 costs the entropy decoder what a camera's does. Every row compares two pipelines on the same
@@ -24,7 +25,9 @@ CACHE: Final = ROOT / "var" / "bench" / "inputs"
 #: The largest real photograph of the corpus (2000x1072, Adobe RGB).
 PHOTOGRAPH: Final = "pillow/xmp_test.jpg"
 #: Bumped when the recipe below changes, so stale cached inputs are not reused.
-RECIPE: Final = 2
+#: A corpus photograph that carries the usual sRGB profile.
+SRGB_SOURCE: Final = "pillow/flower2.jpg"
+RECIPE: Final = 3
 #: Standard deviation of the added grain, in 8-bit levels.
 GRAIN: Final = 5
 
@@ -57,7 +60,12 @@ def corpus_dir() -> Path:
 
 
 def _srgb_profile() -> bytes:
-    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    """The "sRGB IEC61966-2.1" profile that cameras embed, taken from a corpus photograph."""
+    with Image.open(corpus_dir() / SRGB_SOURCE) as source:
+        profile = source.info.get("icc_profile")
+    if not isinstance(profile, bytes):
+        raise SystemExit(f"bench: {SRGB_SOURCE} in the corpus has lost its ICC profile")
+    return profile
 
 
 def _scaled_photograph(width: int, height: int) -> Image.Image:
@@ -68,12 +76,14 @@ def _scaled_photograph(width: int, height: int) -> Image.Image:
         profile = source.info.get("icc_profile")
         image = source.convert("RGB")
         if profile:
-            image = ImageCms.profileToProfile(
+            converted = ImageCms.profileToProfile(
                 image,
                 ImageCms.ImageCmsProfile(io.BytesIO(profile)),
                 ImageCms.createProfile("sRGB"),
                 outputMode="RGB",
             )
+            assert converted is not None
+            image = converted
     scale = max(width / image.width, height / image.height)
     scaled = (max(width, round(image.width * scale)), max(height, round(image.height * scale)))
     left = (scaled[0] - width) / 2 / scale
@@ -116,3 +126,27 @@ def photo_12mp() -> Input:
 
 def photo_50mp() -> Input:
     return photograph(8160, 6120)
+
+
+#: The upload the API scenario sends, a little under 1 MB.
+UPLOAD_BYTES: Final = 1_000_000
+
+
+def photo_upload() -> Input:
+    """The 12 MP photograph at 2048x1536, at the highest quality that stays under 1 MB."""
+    width, height = 2048, 1536
+    name = f"upload-{width}x{height}"
+    path = CACHE / f"{name}-r{RECIPE}.jpg"
+    if not path.is_file():
+        with Image.open(photo_12mp().path) as source:
+            image = source.resize((width, height), Image.Resampling.LANCZOS)
+        best = b""
+        for quality in range(98, 40, -1):
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=quality, subsampling="4:2:0")
+            if out.tell() <= UPLOAD_BYTES:
+                best = out.getvalue()
+                break
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(best)
+    return Input(name, path, width, height)

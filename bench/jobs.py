@@ -49,9 +49,9 @@ def naive_resize(data: bytes) -> Job:
 
     def job() -> bytes:
         image = Image.open(io.BytesIO(data))
-        image = image.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
+        resized = image.resize((WIDTH, HEIGHT), Image.Resampling.LANCZOS)
         out = io.BytesIO()
-        image.save(out, "JPEG", quality=QUALITY)
+        resized.save(out, "JPEG", quality=QUALITY)
         return out.getvalue()
 
     return job
@@ -77,6 +77,20 @@ def full_decode(data: bytes) -> Job:
     return job
 
 
+def pillow_quarter_encode(data: bytes) -> Job:
+    """tjbench's model in Pillow: decode at 1/4 scale, encode an 800x600 part of it."""
+
+    def job() -> bytes:
+        image = Image.open(io.BytesIO(data))
+        image.draft("RGB", (image.width // 4, image.height // 4))
+        image.load()
+        out = io.BytesIO()
+        image.crop((0, 0, WIDTH, HEIGHT)).save(out, "JPEG", quality=QUALITY)
+        return out.getvalue()
+
+    return job
+
+
 JOBS: Final[dict[str, JobFactory]] = {
     "engine-resize": engine_job(resize_to("jpeg", QUALITY)),
     "engine-resize-webp": engine_job(resize_to("webp")),
@@ -85,4 +99,5 @@ JOBS: Final[dict[str, JobFactory]] = {
     "naive-resize": naive_resize,
     "vips-resize": vips_resize,
     "full-decode": full_decode,
+    "pillow-quarter-encode": pillow_quarter_encode,
 }

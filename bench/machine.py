@@ -45,7 +45,8 @@ def _memory_gib() -> float | None:
 
 
 def describe() -> dict[str, Any]:
-    from PIL import Image, features
+    import PIL
+    from PIL import features
 
     lscpu = _lscpu()
     return {
@@ -58,7 +59,7 @@ def describe() -> dict[str, Any]:
         "kernel": platform.release(),
         "libc": " ".join(platform.libc_ver()),
         "python": sys.version.split()[0],
-        "pillow": Image.__version__,
+        "pillow": PIL.__version__,
         "libjpeg_turbo": features.version("libjpeg_turbo"),
         "libwebp": features.version("webp"),
         "libavif": features.version("avif"),
@@ -104,14 +105,15 @@ def pyvips_version() -> str:
         debian_package("libvips42")
     except Unavailable as exc:
         raise Unavailable(f"libvips: {exc}") from None
-    probe = "import PIL.Image, pyvips; print('%d.%d.%d' % tuple(pyvips.version(i) for i in range(3)))"
+    probe = (
+        "import PIL.Image, pyvips; print('%d.%d.%d' % tuple(pyvips.version(i) for i in range(3)))"
+    )
     result = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=child_environment()
     )
     if result.returncode != 0:
         last = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise Unavailable(
-            f"pyvips does not import ({last}); `make bench` installs it from "
-            "bench/requirements.txt"
+            f"pyvips does not import ({last}); `make bench` installs it from bench/requirements.txt"
         )
     return result.stdout.strip()

@@ -62,7 +62,8 @@ class Contestant:
         return self
 
     def run(self, count: int) -> Timing:
-        assert self._process is not None and self._process.stdin is not None
+        assert self._process is not None
+        assert self._process.stdin is not None
         self._process.stdin.write(f"run {count}\n")
         self._process.stdin.flush()
         answer = json.loads(self._read())
@@ -81,7 +82,8 @@ class Contestant:
             process.wait()
 
     def _read(self) -> str:
-        assert self._process is not None and self._process.stdout is not None
+        assert self._process is not None
+        assert self._process.stdout is not None
         line = self._process.stdout.readline()
         if not line:
             code = self._process.wait()

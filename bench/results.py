@@ -87,6 +87,8 @@ class Run:
 
     quick: bool
     machine: dict[str, Any]
+    #: Only some scenarios ran (``--only``): never taken for the document.
+    partial: bool = False
     rows: list[Row] = field(default_factory=list)
     #: Scenario-specific tables (encoder settings, worker scaling, profiles...).
     details: dict[str, Any] = field(default_factory=dict)
@@ -96,6 +98,7 @@ class Run:
     def as_dict(self) -> dict[str, Any]:
         return {
             "quick": self.quick,
+            "partial": self.partial,
             "started": self.started,
             "finished": self.finished,
             "machine": self.machine,
@@ -106,7 +109,8 @@ class Run:
     def save(self) -> Path:
         RESULTS_DIR.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(self.started))
-        path = RESULTS_DIR / f"{'quick' if self.quick else 'full'}-{stamp}.json"
+        kind = "partial" if self.partial else "quick" if self.quick else "full"
+        path = RESULTS_DIR / f"{kind}-{stamp}.json"
         path.write_text(json.dumps(self.as_dict(), indent=2))
         (RESULTS_DIR / "latest.json").write_text(json.dumps(self.as_dict(), indent=2))
         return path
@@ -116,6 +120,7 @@ class Run:
         data = json.loads(path.read_text())
         return cls(
             quick=data["quick"],
+            partial=data.get("partial", False),
             machine=data["machine"],
             rows=[Row.from_dict(row) for row in data["rows"]],
             details=data["details"],

@@ -7,6 +7,11 @@ and handed to handlers as the ``user`` dependency.
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Final
 
 import anyio.to_thread
@@ -23,6 +28,9 @@ BEARER_SCHEME: Final = "BearerToken"
 AUTHENTICATED_OPT: Final = "authenticated"
 #: Tokens are a few hundred bytes; anything much longer is not one of ours.
 MAX_TOKEN_CHARS: Final = 4096
+#: How long a token that passed is taken as good without asking again, and how many are kept.
+REMEMBER_SECONDS: Final = 2.0
+REMEMBERED_TOKENS: Final = 4096
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -38,20 +46,69 @@ def bearer_token(authorization: str | None) -> str:
 
 class BearerAuthentication:
     """A guard: on routes marked with :data:`AUTHENTICATED_OPT`, the request carries a valid
-    access token of an enabled user, or it is refused with 401."""
+    access token of an enabled user, or it is refused with 401.
 
-    def __init__(self, authenticate: Authenticate) -> None:
+    A token that passed is remembered for :data:`REMEMBER_SECONDS` (never past its own expiry):
+    a client sends the same token with every request, and checking it costs a database query
+    and a hop to a worker thread, several times what serving a cached download URL costs. A
+    user disabled meanwhile is refused at most that long after.
+    """
+
+    def __init__(
+        self,
+        authenticate: Authenticate,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
         self._authenticate = authenticate
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._passed: OrderedDict[str, tuple[User, float]] = OrderedDict()
 
     async def __call__(
         self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
     ) -> None:
         if not handler.opt.get(AUTHENTICATED_OPT):
             return
-        command = AuthenticateCommand(token=bearer_token(connection.headers.get("authorization")))
-        # The user lookup is a database query: keep it off the event loop.
-        user = await anyio.to_thread.run_sync(self._authenticate, command)
+        token = bearer_token(connection.headers.get("authorization"))
+        user = self._remembered(token)
+        if user is None:
+            # The user lookup is a database query: keep it off the event loop.
+            user = await anyio.to_thread.run_sync(
+                self._authenticate, AuthenticateCommand(token=token)
+            )
+            self._remember(token, user)
         connection.scope["user"] = user
+
+    def _remembered(self, token: str) -> User | None:
+        entry = self._passed.get(token)
+        if entry is None:
+            return None
+        user, until = entry
+        if self._clock() >= until:
+            self._passed.pop(token, None)
+            return None
+        return user
+
+    def _remember(self, token: str, user: User) -> None:
+        lifetime = min(REMEMBER_SECONDS, _seconds_left(token, self._wall_clock()))
+        if lifetime <= 0:
+            return
+        self._passed[token] = (user, self._clock() + lifetime)
+        self._passed.move_to_end(token)
+        while len(self._passed) > REMEMBERED_TOKENS:
+            self._passed.popitem(last=False)
+
+
+def _seconds_left(token: str, now: float) -> float:
+    """Seconds until the (already verified) token's ``exp``; 0 when it cannot be read."""
+    try:
+        payload = token.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        expires = claims["exp"]
+    except (IndexError, ValueError, KeyError, TypeError):
+        return 0.0
+    return float(expires) - now if isinstance(expires, int | float) else 0.0
 
 
 def current_user(request: Request[Any, Any, Any]) -> User:

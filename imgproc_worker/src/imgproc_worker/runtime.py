@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Final, Literal
 
 from imgproc_core.adapters.kafka import ensure_topics
+from imgproc_core.adapters.pillow.allocator import tune_allocator
 from imgproc_core.container import Container, build_container, uses_kafka
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.settings import Settings, SettingsError
@@ -152,6 +153,10 @@ def serve(settings: Settings, role: Role) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # kafka-python reports every connection and rebalance step at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    if role == "worker":
+        # Jobs decode images in this process when they run inline; pool processes tune
+        # themselves.
+        tune_allocator()
     container = build_container(settings)
     run: Callable[[Container, threading.Event], object] = (
         run_worker if role == "worker" else run_relay

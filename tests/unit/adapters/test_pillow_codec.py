@@ -382,9 +382,9 @@ def test_an_srgb_profile_is_not_applied(
     converted: list[tuple[int, int]] = []
     original_apply = ImageCms.ImageCmsTransform.apply
 
-    def spy(self: Any, im: Image.Image, imOut: Image.Image | None = None) -> Image.Image:
+    def spy(self: Any, im: Image.Image, out: Image.Image | None = None) -> Image.Image:
         converted.append(im.size)
-        return original_apply(self, im, imOut)
+        return original_apply(self, im, out)
 
     monkeypatch.setattr(ImageCms.ImageCmsTransform, "apply", spy)
 

@@ -6,13 +6,17 @@ comments, text chunks and the ICC profile when they are not given one) is emptie
 
 Encoder settings, chosen for a service that encodes on demand:
 
-- JPEG: ``optimize`` off (Huffman optimisation costs a second pass for ~3 % of size), baseline.
+- JPEG: ``optimize`` off (Huffman optimisation more than doubles the encode for about 1 % of
+  size), baseline, 4:2:0 chroma (libjpeg's default).
 - PNG: zlib level 6 (Pillow's default): level 1 halves the time but derived images are written
   once and served many times.
-- WebP: ``method=2``. Method 4 (libwebp's default) takes about twice as long for 2-5 % smaller
-  files at the same quality; methods 0-1 start losing quality visibly.
-- AVIF: ``speed=8``. Speed 6 (Pillow's default) takes 2-3x longer for files 3-10 % smaller; above
-  8 libaom drops coding tools and quality per byte falls.
+- WebP: ``method=2``, about 14x a JPEG encode at 800x600. Method 4 (libwebp's default) takes
+  twice as long for files 3-5 % smaller at the same PSNR; methods 0 and 1 save a fifth of the
+  time but are up to 10 % larger on some pictures.
+- AVIF: ``speed=9``, about 23x a JPEG encode at 800x600. Speed 8 takes 3.5-4x as long for files
+  2.5-3.5 % smaller (0.1-0.3 dB PSNR better); speed 6 (Pillow's default) 8-10x as long for
+  5-8 % smaller; speed 10 gives the same output as 9 with this libaom. (docs/benchmarks.md has
+  the measurements.)
 - GIF: an adaptive palette per frame by fast octree quantisation (median cut is ~60x slower for
   a small gain on a format kept for compatibility), one palette entry for full transparency.
 """
@@ -39,7 +43,7 @@ MAX_SIDE: Final[dict[str, int]] = {
 }
 
 WEBP_METHOD: Final = 2
-AVIF_SPEED: Final = 8
+AVIF_SPEED: Final = 9
 PNG_COMPRESS_LEVEL: Final = 6
 _GIF_COLOURS: Final = 255
 _GIF_TRANSPARENT_INDEX: Final = 255

@@ -1,0 +1,2 @@
+"""Servers the API scenario starts: the bare Litestar baseline (imgproc itself is ``imgproc
+serve``)."""
