@@ -1,12 +1,18 @@
 """The production profile's job path for tests: PostgreSQL, Kafka and blob storage, wired through
-the real container, plus the environment that starts ``imgproc worker`` / ``imgproc relay``
-(or ``python -m imgproc_worker``) as subprocesses on the same services.
+the real container, plus the environment that starts ``imgproc worker`` / ``imgproc relay`` /
+``imgproc serve`` (or ``python -m imgproc_worker``) as subprocesses on the same services.
 
 A :class:`ProductionStack` owns a fresh migrated database, a blob folder and fresh topics; its
 ``settings`` choose them (``queue="kafka"``), ``container()`` builds a container on them and
 ``env()`` gives the same choices as ``IMGPROC_*`` variables. ``seed(...)`` stores a user, an
 original and derived images whose jobs wait in the outbox, as ``POST /images/{id}/transform``
 would leave them.
+
+``production_stack(..., gcs=True)`` keeps the blobs in a fresh bucket of the storage emulator
+instead of a folder (removed with everything in it afterwards), and ``redis=True`` puts the rate
+limits and the URL cache in the test Redis (or in the one named by a ``redis_url`` override).
+The container has no setting for a Redis key prefix, so tests on the shared Redis keep apart by
+their users, whose ids are new in every database.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -32,7 +39,15 @@ from imgproc_core.use_cases import (
     RequestTransformCommand,
     UploadImageCommand,
 )
+from tests.support.gcs import (
+    TEST_BUCKET_PREFIX,
+    TEST_PROJECT,
+    emulator_client,
+    gcs_endpoint,
+    remove_bucket,
+)
 from tests.support.kafka import KafkaTopics, created_topics, fresh_topics, kafka_bootstrap
+from tests.support.redis import redis_server_url
 from tests.support.sql import fresh_postgres_database, postgres_server_url
 
 ROOT: Final = Path(__file__).resolve().parents[2]
@@ -77,8 +92,18 @@ class ProductionStack:
             "database_url",
             "storage",
             "storage_dir",
+            "gcs_bucket",
+            "gcs_project",
+            "gcs_emulator_host",
             "queue",
+            "rate_limiter",
+            "url_cache",
+            "redis_url",
+            "rate_limit_upload",
+            "rate_limit_transform",
+            "rate_limit_auth",
             "jwt_secret",
+            "bcrypt_rounds",
             "kafka_bootstrap_servers",
             "kafka_topic",
             "kafka_dead_letter_topic",
@@ -151,7 +176,10 @@ class ProductionStack:
             time.sleep(0.1)
 
     def blob_files(self) -> list[str]:
-        """Every blob key in the local storage folder, sorted."""
+        """Every blob key in the stack's storage (its folder, or its bucket), sorted."""
+        if self.settings.storage == "gcs":
+            client = emulator_client(self.settings.gcs_emulator_host)
+            return sorted(blob.name for blob in client.list_blobs(self.settings.gcs_bucket))
         return sorted(
             str(path.relative_to(self.storage_dir))
             for path in self.storage_dir.rglob("*")
@@ -188,16 +216,48 @@ def production_settings(
 
 
 @contextmanager
+def fresh_bucket() -> Iterator[dict[str, str]]:
+    """A new, empty bucket of the storage emulator, removed with its objects afterwards; the
+    settings that point the service at it."""
+    endpoint = gcs_endpoint()
+    name = f"{TEST_BUCKET_PREFIX}{uuid.uuid4().hex[:20]}"
+    emulator_client(endpoint).create_bucket(name)
+    try:
+        yield {
+            "storage": "gcs",
+            "gcs_bucket": name,
+            "gcs_project": TEST_PROJECT,
+            "gcs_emulator_host": endpoint,
+        }
+    finally:
+        remove_bucket(endpoint, name)
+
+
+@contextmanager
 def production_stack(
-    tmp_path: Path, partitions: int = 3, **overrides: Any
+    tmp_path: Path,
+    partitions: int = 3,
+    *,
+    gcs: bool = False,
+    redis: bool = False,
+    **overrides: Any,
 ) -> Iterator[ProductionStack]:
-    """A fresh database (migrated), blob folder and topics, removed afterwards."""
+    """A fresh database (migrated), blob folder (or bucket, with ``gcs``) and topics, removed
+    afterwards; with ``redis``, rate limits and the URL cache in Redis."""
     with ExitStack() as stack:
         database_url = stack.enter_context(fresh_postgres_database(postgres_server_url()))
         upgrade(database_url)
         topics = stack.enter_context(created_topics(fresh_topics(kafka_bootstrap(), partitions)))
         storage_dir = tmp_path / "blobs"
         storage_dir.mkdir()
+        if gcs:
+            overrides = stack.enter_context(fresh_bucket()) | overrides
+        if redis:
+            overrides = {
+                "rate_limiter": "redis",
+                "url_cache": "redis",
+                "redis_url": overrides.get("redis_url") or redis_server_url(),
+            } | overrides
         production = ProductionStack(
             production_settings(database_url, storage_dir, topics, **overrides), topics, storage_dir
         )

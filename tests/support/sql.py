@@ -25,6 +25,7 @@ from typing import Final, TypeVar
 
 import pytest
 from sqlalchemy import Engine, make_url
+from sqlalchemy.pool import NullPool
 
 from imgproc_core.adapters.sqlalchemy import (
     SqlAlchemyUnitOfWork,
@@ -93,7 +94,11 @@ def _start_private_postgres() -> str:
 
 
 def _admin_engine(server_url: str) -> Engine:
-    return create_engine_from_url(server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False)
+    # No pool: a test may restart the server between creating its database and dropping it,
+    # and a pooled connection would not survive that.
+    return create_engine_from_url(
+        server_url, isolation_level="AUTOCOMMIT", pool_pre_ping=False, poolclass=NullPool
+    )
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -191,8 +192,29 @@ class Worker:
             reconnect_backoff_max_ms=2000,
             allow_auto_create_topics=False,
         )
+        try:
+            self._await_topic_metadata(consumer)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
         consumer.subscribe([options.topic], listener=_Rebalance(consumer, self._ledger))
         return consumer
+
+    def _await_topic_metadata(self, consumer: Any) -> None:
+        """Wait until the consumer knows the topic's partitions before it joins the group.
+
+        A member that joins without them can be handed an assignment computed without its
+        topic, after which kafka-python's poll waits for the coordinator with no time limit:
+        the worker falls silent and out of the group. Knowing the partitions first avoids it.
+        """
+        topic = self._options.topic
+        deadline = time.monotonic() + self._options.connect_timeout_seconds
+        while not consumer.partitions_for_topic(topic):
+            if time.monotonic() >= deadline:
+                raise DependencyUnavailable(
+                    f"the topic {topic} has no partitions the broker will tell of", "kafka"
+                )
+            time.sleep(0.1)
 
     # -- consuming -------------------------------------------------------------------------
 
