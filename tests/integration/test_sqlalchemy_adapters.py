@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, make_url
+from sqlalchemy import Engine, event, make_url
 
 from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.adapters.sqlalchemy import (
@@ -510,6 +510,34 @@ def test_sqlite_locked_past_the_busy_timeout_is_a_dependency_error(
     assert seen_while_locked == [[]]
     assert raised.value.dependency == "database"
     assert "locked" in raised.value.message
+
+
+def test_a_sqlite_engine_keeps_a_connection_for_every_server_thread(sqlite_url: str) -> None:
+    """The HTTP server runs handlers on up to 40 threads at once (anyio's default): each gets
+    a connection without waiting, and the next burst reuses them instead of opening more."""
+    threads = 40
+    engine = create_engine_from_url(sqlite_url)
+    opened: list[object] = []
+    event.listen(engine, "connect", lambda connection, record: opened.append(connection))
+    all_holding = threading.Barrier(threads, timeout=20)
+
+    def hold_a_connection(_: int) -> int:
+        with engine.connect() as connection:
+            all_holding.wait()
+            return int(connection.exec_driver_sql("SELECT 1").scalar_one())
+
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            first = list(pool.map(hold_a_connection, range(threads)))
+            opened_by_the_first = len(opened)
+            all_holding.reset()
+            second = list(pool.map(hold_a_connection, range(threads)))
+    finally:
+        engine.dispose()
+
+    assert first == second == [1] * threads
+    assert opened_by_the_first == threads
+    assert len(opened) == threads
 
 
 # -- transactions ------------------------------------------------------------------------------

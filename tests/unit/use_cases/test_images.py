@@ -32,7 +32,7 @@ from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.transformations import Resize, Transformation
-from imgproc_core.ports import SignedUrl, UnitOfWorkFactory
+from imgproc_core.ports import SignedUrl, UnitOfWork, UnitOfWorkFactory
 from imgproc_core.use_cases import (
     MAX_PAGE_LIMIT,
     DeleteImage,
@@ -465,15 +465,107 @@ def test_a_malformed_cache_entry_is_ignored(
     assert counting_storage.signed == 1
 
 
-def test_download_checks_ownership_before_the_cache(
-    get_download_url: GetDownloadUrl, upload_counted: UploadImage, alice: str, bob: str
+def test_another_users_id_never_finds_the_owners_entry(
+    get_download_url: GetDownloadUrl,
+    upload_counted: UploadImage,
+    cache: InMemoryUrlCache,
+    counting_storage: CountingStorage,
+    alice: str,
+    bob: str,
 ) -> None:
     image = upload_counted(UploadImageCommand(alice, "a.png", fake_image_bytes("png", 8, 8)))
-    get_download_url(ImageQuery(alice, image.id))  # now cached
+    get_download_url(ImageQuery(alice, image.id))  # now cached, under Alice's id
     with pytest.raises(ImageNotFound):
         get_download_url(ImageQuery(bob, image.id))
     with pytest.raises(ImageNotFound):
         get_download_url(ImageQuery(alice, "f" * 32))
+    assert cache.get(download_cache_key(bob, image.id)) is None
+    assert counting_storage.signed == 1
+
+
+class CountingUnitsOfWork:
+    """A unit-of-work factory that counts the units of work it opens."""
+
+    def __init__(self, inner: UnitOfWorkFactory) -> None:
+        self._inner = inner
+        self.opened = 0
+
+    def __call__(self) -> UnitOfWork:
+        self.opened += 1
+        return self._inner()
+
+
+def test_a_cache_hit_does_not_touch_the_database(
+    uow_factory: UnitOfWorkFactory,
+    counting_storage: CountingStorage,
+    upload_counted: UploadImage,
+    cache: InMemoryUrlCache,
+    clock: ManualClock,
+    alice: str,
+) -> None:
+    image = upload_counted(UploadImageCommand(alice, "a.png", fake_image_bytes("png", 8, 8)))
+    units = CountingUnitsOfWork(uow_factory)
+    get_url = GetDownloadUrl(units, counting_storage, cache, clock)
+    first = get_url(ImageQuery(alice, image.id))
+    opened_by_the_miss = units.opened
+
+    again = get_url(ImageQuery(alice, image.id))
+
+    assert opened_by_the_miss > 0
+    assert units.opened == opened_by_the_miss
+    assert (again.url, again.expires_at) == (first.url, first.expires_at)
+    assert (first.image, again.image) == (image, None)
+    assert counting_storage.signed == 1
+
+
+def test_after_a_deletion_the_next_call_is_not_found(
+    get_download_url: GetDownloadUrl,
+    upload_counted: UploadImage,
+    uow_factory: UnitOfWorkFactory,
+    counting_storage: CountingStorage,
+    cache: InMemoryUrlCache,
+    alice: str,
+) -> None:
+    image = upload_counted(UploadImageCommand(alice, "a.png", fake_image_bytes("png", 8, 8)))
+    get_download_url(ImageQuery(alice, image.id))
+    get_download_url(ImageQuery(alice, image.id))  # a hit
+
+    DeleteImage(uow_factory, counting_storage, cache)(ImageQuery(alice, image.id))
+
+    with pytest.raises(ImageNotFound):
+        get_download_url(ImageQuery(alice, image.id))
+
+
+def test_a_deletion_committed_while_a_url_is_signed_leaves_no_entry(
+    uow_factory: UnitOfWorkFactory,
+    upload_counted: UploadImage,
+    cache: InMemoryUrlCache,
+    clock: ManualClock,
+    alice: str,
+) -> None:
+    """The deletion removes the entry before the miss writes it; the miss notices and removes
+    it itself, so no later call can find it."""
+    image = upload_counted(UploadImageCommand(alice, "a.png", fake_image_bytes("png", 8, 8)))
+
+    class DeletedWhileSigning(CountingStorage):
+        def signed_url(
+            self, key: str, expires_in_seconds: int, *, filename: str | None = None
+        ) -> SignedUrl:
+            DeleteImage(uow_factory, self, cache)(ImageQuery(alice, image.id))
+            return super().signed_url(key, expires_in_seconds, filename=filename)
+
+    storage = DeletedWhileSigning(clock)
+    storage.put(image.storage_key, b"bytes", image.mimetype)
+    get_url = GetDownloadUrl(uow_factory, storage, cache, clock)
+
+    with pytest.raises(ImageNotFound):
+        get_url(ImageQuery(alice, image.id))
+
+    assert cache.get(download_cache_key(alice, image.id)) is None
+    with pytest.raises(ImageNotFound):
+        GetDownloadUrl(uow_factory, CountingStorage(clock), cache, clock)(
+            ImageQuery(alice, image.id)
+        )
 
 
 def test_download_works_without_the_cache(
@@ -637,20 +729,29 @@ def test_deleting_another_users_image_is_not_found_and_removes_nothing(
     assert stored_image(uow_factory, world["original"].id) == world["original"]
 
 
-def test_a_deleted_image_has_no_url_even_when_one_was_cached(
+def test_an_entry_a_deletion_could_not_remove_lasts_until_the_margin_at_most(
     uow_factory: UnitOfWorkFactory,
     storage: InMemoryBlobStorage,
     clock: ManualClock,
     world: dict[str, Any],
     alice: str,
 ) -> None:
-    """The cache is left holding the entry (it is down); ownership is still checked first."""
+    """The cache did not answer the deletion, so it still holds the owner's entry: the owner
+    gets the URL it already had, which leads to deleted bytes, until the entry is due for
+    renewal, and then ImageNotFound."""
+    other = world["other"]
     cache = InMemoryUrlCache(clock)
     get_url = GetDownloadUrl(uow_factory, storage, cache, clock)
-    get_url(ImageQuery(alice, world["other"].id))
-    DeleteImage(uow_factory, storage, DownCache())(ImageQuery(alice, world["other"].id))
+    first = get_url(ImageQuery(alice, other.id))
+    DeleteImage(uow_factory, storage, DownCache())(ImageQuery(alice, other.id))
+
+    clock.advance(269)
+    assert get_url(ImageQuery(alice, other.id)).url == first.url
+    assert not storage.exists(other.storage_key)
+
+    clock.advance(1)
     with pytest.raises(ImageNotFound):
-        get_url(ImageQuery(alice, world["other"].id))
+        get_url(ImageQuery(alice, other.id))
 
 
 def test_blobs_that_cannot_be_removed_after_the_commit_are_left_as_orphans(

@@ -77,11 +77,15 @@ class ImageQuery:
 
 @dataclass(frozen=True, slots=True)
 class Download:
-    """A signed URL that reads the image until ``expires_at``."""
+    """A signed URL that reads the image until ``expires_at``.
+
+    ``image`` is the image as the database has it when the URL was signed for this call, and
+    ``None`` when the URL came from the cache, which answers without reading the database.
+    """
 
     url: str
     expires_at: datetime
-    image: Image
+    image: Image | None = None
 
 
 def owned_image(images: ImageRepository, user_id: str, image_id: str) -> Image:
@@ -196,10 +200,28 @@ class GetImageMetadata:
 class GetDownloadUrl:
     """A short-lived signed URL for one of the caller's images.
 
-    Ownership and status are checked on every call, before the cache is read, so a cached URL
-    never outlives the right to read it. A URL is cached until ``cache_margin_seconds`` before
-    it expires, stored with its expiry so a hit reports the true ``expires_at``. The cache only
-    saves signing work: when it does not answer, the URL is signed afresh.
+    The cache is read first, under a key made of the caller's user id and the image id, and a
+    hit is answered without reading the database. That is safe because an entry vouches for
+    itself:
+
+    - it is written only here, after the database showed the image READY and owned by the
+      caller whose id is in the key, so another user's id can never find it, and the URL it
+      holds was already handed to that same caller;
+    - READY is final and an image never changes owner, so only a deletion can take the right
+      to the URL away, and :class:`DeleteImage` and ``PurgeUserImages`` remove the entry of
+      every image they delete once its row is gone; an entry written while a deletion commits
+      is caught by the check that follows the write (below);
+    - it lives at most until ``cache_margin_seconds`` before its URL expires, that is
+      ``url_ttl_seconds - cache_margin_seconds`` after signing. An entry outlives its image
+      only when the deletion could not remove it: the cache did not answer (logged), or the
+      cache is one process's memory and the deletion ran in another (``imgproc images purge``
+      beside an embedded server). Until the entry expires, the owner then gets back the URL it
+      already had, which leads to deleted bytes.
+
+    On a miss, ownership and status are read from the database; a URL is signed and cached
+    with its expiry, so a hit reports the true ``expires_at``; then the image is read once more
+    and the entry removed if the image was deleted meanwhile. The cache only saves work: when
+    it does not answer, the URL is signed afresh.
     """
 
     def __init__(
@@ -219,6 +241,12 @@ class GetDownloadUrl:
         self._margin = timedelta(seconds=cache_margin_seconds)
 
     def __call__(self, query: ImageQuery) -> Download:
+        key = download_cache_key(query.user_id, query.image_id)
+        now = self._clock.now()
+        cached = self._cached(key, now)
+        if cached is not None:
+            url, expires_at = cached
+            return Download(url=url, expires_at=expires_at)
         with self._uow_factory() as uow:
             image = owned_image(uow.images, query.user_id, query.image_id)
         if image.status in (JobStatus.PENDING, JobStatus.PROCESSING):
@@ -230,19 +258,10 @@ class GetDownloadUrl:
             raise ImageProcessingFailed(
                 f"image {image.id} could not be made: {image.failure_reason or 'unknown reason'}"
             )
-        key = download_cache_key(image.user_id, image.id)
-        now = self._clock.now()
-        cached = self._cached(key, now)
-        if cached is not None:
-            url, expires_at = cached
-            return Download(url=url, expires_at=expires_at, image=image)
         signed = self._storage.signed_url(image.storage_key, self._url_ttl, filename=image.filename)
         keep_for = (signed.expires_at - self._margin - now).total_seconds()
-        if keep_for > 0:
-            try:
-                self._cache.set(key, f"{signed.expires_at.isoformat()}|{signed.url}", keep_for)
-            except DependencyUnavailable:
-                logger.warning("the URL cache is unavailable; not caching %s", key)
+        if keep_for > 0 and self._remember(key, signed.expires_at, signed.url, keep_for):
+            self._forget_if_deleted(key, query)
         return Download(url=signed.url, expires_at=signed.expires_at, image=image)
 
     def _cached(self, key: str, now: datetime) -> tuple[str, datetime] | None:
@@ -261,6 +280,28 @@ class GetDownloadUrl:
         if not url or expires_at.tzinfo is None or expires_at - self._margin <= now:
             return None
         return url, expires_at
+
+    def _remember(self, key: str, expires_at: datetime, url: str, keep_for: float) -> bool:
+        try:
+            self._cache.set(key, f"{expires_at.isoformat()}|{url}", keep_for)
+        except DependencyUnavailable:
+            logger.warning("the URL cache is unavailable; not caching %s", key)
+            return False
+        return True
+
+    def _forget_if_deleted(self, key: str, query: ImageQuery) -> None:
+        """Close the race with a deletion that committed after this call read the image: the
+        deletion removed the entry before it was written, so it is removed here. A deletion
+        that commits after this read removes the entry itself."""
+        with self._uow_factory() as uow:
+            still_there = uow.images.get(query.image_id) is not None
+        if still_there:
+            return
+        try:
+            self._cache.delete(key)
+        except DependencyUnavailable:
+            logger.warning("the URL cache is unavailable; could not remove %s", key)
+        raise ImageNotFound(f"no image {query.image_id!r}")
 
 
 class DeleteImage:

@@ -13,6 +13,17 @@ from sqlalchemy.pool import ConnectionPoolEntry
 
 SQLITE_BUSY_TIMEOUT_MS: Final = 5000
 POSTGRES_CONNECT_TIMEOUT_S: Final = 5
+#: Connections a SQLite file engine keeps open. The HTTP server runs its synchronous handlers
+#: on up to 40 threads (anyio's default), the embedded workers on a few more, and each holds a
+#: connection while its unit of work runs. A connection to a file costs a few file descriptors
+#: and no server, so keeping one per thread is cheaper than opening and configuring (four
+#: PRAGMAs) a new one for every request beyond a small pool.
+SQLITE_POOL_SIZE: Final = 48
+SQLITE_MAX_OVERFLOW: Final = 16
+#: Each PostgreSQL connection is a server process: every API, relay and worker process keeps a
+#: few and opens a few more under load (operators size ``max_connections`` for the sum).
+POSTGRES_POOL_SIZE: Final = 5
+POSTGRES_MAX_OVERFLOW: Final = 10
 
 _POSTGRES_SCHEMES: Final = frozenset({"postgres", "postgresql", "postgresql+psycopg"})
 
@@ -63,22 +74,30 @@ def _postgres_engine(url: URL, **kwargs: Any) -> Engine:
         "pool_recycle": 1800,
     }
     if "poolclass" not in kwargs:
-        options.update(pool_size=5, max_overflow=10, pool_timeout=10)
+        options.update(
+            pool_size=POSTGRES_POOL_SIZE, max_overflow=POSTGRES_MAX_OVERFLOW, pool_timeout=10
+        )
     options.update(kwargs)
     return create_engine(url, connect_args=connect_args, **options)
 
 
 def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwargs: Any) -> Engine:
     database = url.database
+    options: dict[str, Any] = {}
     if database and database != ":memory:" and not database.startswith("file:"):
         Path(database).parent.mkdir(parents=True, exist_ok=True)
+        # A file database gets a queue pool (an in-memory one a pool of its own kind, left as
+        # it is).
+        if "poolclass" not in kwargs:
+            options.update(pool_size=SQLITE_POOL_SIZE, max_overflow=SQLITE_MAX_OVERFLOW)
+    options.update(kwargs)
     connect_args = {
         # Sessions run in worker threads that are not the ones that opened the connections.
         "check_same_thread": False,
         "timeout": busy_timeout_ms / 1000,
-        **kwargs.pop("connect_args", {}),
+        **options.pop("connect_args", {}),
     }
-    engine = create_engine(url, connect_args=connect_args, **kwargs)
+    engine = create_engine(url, connect_args=connect_args, **options)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _: ConnectionPoolEntry) -> None:
