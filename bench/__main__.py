@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--only NAME,...] [--report-only]``."""
+"""``python -m bench [--quick] [--only NAME,...] [--report-only [RUN] [--update PARTIAL ...]]``."""
 
 from __future__ import annotations
 
@@ -45,7 +45,17 @@ def main() -> int:
         const=_NEWEST_FULL_RUN,
         help="rewrite docs/benchmarks.md and its plots from a saved run (the newest full one)",
     )
+    parser.add_argument(
+        "--update",
+        type=Path,
+        nargs="+",
+        default=[],
+        metavar="PARTIAL",
+        help="with --report-only: saved partial runs (--only) whose scenarios replace the run's",
+    )
     args = parser.parse_args()
+    if args.update and args.report_only is None:
+        parser.error("--update goes with --report-only")
     if args.report_only is not None:
         from bench import report
 
@@ -55,8 +65,12 @@ def main() -> int:
             if not runs:
                 parser.error(f"no full run saved in {RESULTS_DIR}")
             saved = runs[-1]
-        report.write(Run.load(saved))
-        print(f"bench: {report.DOC} rewritten from {saved}", file=sys.stderr)
+        run = Run.load(saved)
+        for later in args.update:
+            run = run.updated_by(Run.load(later))
+        report.write(run)
+        sources = ", ".join(str(path) for path in [saved, *args.update])
+        print(f"bench: {report.DOC} rewritten from {sources}", file=sys.stderr)
         return 0
     chosen = [name for name in args.only.split(",") if name] or list(SCENARIOS)
     unknown = set(chosen) - set(SCENARIOS)

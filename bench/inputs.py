@@ -128,6 +128,11 @@ def photo_50mp() -> Input:
     return photograph(8160, 6120)
 
 
+def photo_2mp() -> Input:
+    """A phone-sized upload, 1632x1224: what the worker scenario's jobs render."""
+    return photograph(1632, 1224)
+
+
 #: The upload the API scenario sends, a little under 1 MB.
 UPLOAD_BYTES: Final = 1_000_000
 

@@ -7,6 +7,7 @@ analysis. The plots go to docs/img/.
 
 from __future__ import annotations
 
+import statistics
 import time
 from typing import Any, Final
 
@@ -85,6 +86,7 @@ def _block(run: Run, plotted: list[str]) -> list[str]:
         f"libavif {machine.get('libavif')}). Load average at the start "
         f"{_load(machine.get('load_average'))}, at the end {_load(machine.get('load_average_end'))}"
         " (the machine was shared with other work).",
+        *_updates(run),
         "",
         "| Scenario | Comparison (ratio means) | Median | IQR | Range | CPU-time median | Target "
         "| Status | Per side (median) |",
@@ -105,6 +107,21 @@ def _block(run: Run, plotted: list[str]) -> list[str]:
         lines.append("")
         lines += [f"![{name}](img/{name})" for name in plotted]
     return lines
+
+
+def _updates(run: Run) -> list[str]:
+    """Where rows of later partial runs replaced the run's own."""
+    lines = []
+    for update in run.updates:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(update["started"]))
+        minutes = ((update.get("finished") or update["started"]) - update["started"]) / 60
+        start, end = _load(update.get("load_average")), _load(update.get("load_average_end"))
+        lines.append(
+            f"The {', '.join(update['scenarios'])} rows come from a later run of {started} "
+            f"({minutes:.0f} min, `--only`), on the same machine; load average at its start "
+            f"{start}, at its end {end}."
+        )
+    return ["", *lines] if lines else []
 
 
 def _load(value: Any) -> str:
@@ -161,17 +178,32 @@ def _workers_table(run: Run) -> list[str]:
     workers = run.details.get("workers")
     if not workers:
         return []
-    series = workers["jobs_per_second"]
-    return [
+    measurements = workers.get("measurements")
+    if not measurements:
+        return []
+    lines = [
         "",
-        f"Worker scaling ({workers['how']}, batches of {workers['batch']} jobs), jobs/s per "
-        "round: "
-        + "; ".join(
-            f"{size} process{'es' if size != '1' else ''}: "
-            + ", ".join(f"{rate:.1f}" for rate in rates)
-            for size, rates in series.items()
-        ),
+        f"Worker scaling ({workers['how']}; {workers['batch']} jobs per measurement), each "
+        "measurement in the order it ran:",
+        "",
+        "| Workers | s to all READY | s to the first READY | jobs/s | jobs/s after the first "
+        "| cores (workers) | cores (whole machine) |",
+        "|---|---|---|---|---|---|---|",
     ]
+    ordered = sorted(
+        (entry for entries in measurements.values() for entry in entries),
+        key=lambda entry: entry.get("order", 0),
+    )
+    for entry in ordered:
+        seconds = entry["seconds"]
+        after_first = (entry["jobs"] - 1) / max(1e-9, seconds - entry["first_ready_seconds"])
+        lines.append(
+            f"| {entry['workers']} | {seconds:.1f} | {entry['first_ready_seconds']:.1f} | "
+            f"{entry['jobs'] / seconds:.1f} | {after_first:.1f} | "
+            f"{entry['cpu_seconds'] / seconds:.2f} | "
+            f"{entry['machine_cpu_seconds'] / seconds:.2f} |"
+        )
+    return lines
 
 
 # -- plots -----------------------------------------------------------------------------------
@@ -200,7 +232,8 @@ def _plots(run: Run) -> list[str]:
         positions = range(len(rows))
         axes.barh(positions, medians, xerr=errors, color=colours, alpha=0.8, capsize=3)
         for position, row in zip(positions, rows, strict=True):
-            axes.plot([row.target, row.target], [position - 0.4, position + 0.4], "k--", lw=1)
+            target = row.target or 0.0
+            axes.plot([target, target], [position - 0.4, position + 0.4], "k--", lw=1)
         axes.set_yticks(list(positions), labels)
         axes.invert_yaxis()
         axes.set_xscale("log")
@@ -229,30 +262,45 @@ def _plots(run: Run) -> list[str]:
         plt.close(figure)
         made.append(API_PLOT)
     workers = run.details.get("workers")
-    if workers:
-        figure, axes = plt.subplots(figsize=(5, 3.5))
+    if workers and workers.get("measurements"):
+        figure, axes = plt.subplots(figsize=(5.5, 3.8))
         sizes = sorted(workers["jobs_per_second"], key=int)
+        medians = []
         for size in sizes:
             rates = workers["jobs_per_second"][size]
             axes.scatter([int(size)] * len(rates), rates, color="#555", s=12)
-        medians = [
-            sorted(workers["jobs_per_second"][size])[len(workers["jobs_per_second"][size]) // 2]
+            medians.append(statistics.median(rates))
+        counts = [int(size) for size in sizes]
+        axes.plot(counts, medians, "o-", color="#1565c0", label="jobs/s, start to all READY")
+        after_first = [
+            statistics.median(
+                (entry["jobs"] - 1) / max(1e-9, entry["seconds"] - entry["first_ready_seconds"])
+                for entry in workers["measurements"][size]
+            )
             for size in sizes
         ]
-        axes.plot([int(size) for size in sizes], medians, "o-", color="#1565c0", label="median")
-        base = medians[0]
+        axes.plot(counts, after_first, "^-.", color="#2e7d32", label="jobs/s after the first")
         axes.plot(
-            [int(size) for size in sizes],
-            [base * int(size) for size in sizes],
+            counts,
+            [medians[0] * count for count in counts],
             "k--",
             lw=1,
-            label="linear",
+            label="linear from one",
         )
-        axes.set_xticks([int(size) for size in sizes])
-        axes.set_xlabel("worker processes")
-        axes.set_ylabel("jobs per second")
-        axes.set_title("Worker scaling (12 MP to 800x600)")
-        axes.legend()
+        cores = [statistics.median(workers["cores_used"][size]) for size in sizes]
+        twin = axes.twinx()
+        twin.plot(counts, cores, "s:", color="#c62828", label="cores the workers got")
+        twin.set_ylabel("cores (median)")
+        twin.set_ylim(0, max(2.0, *cores) * 1.1)
+        axes.set_xticks(counts)
+        axes.set_xlim(0.5, counts[-1] + 0.5)
+        axes.set_ylim(0, max(medians[0] * counts[-1], *medians, *after_first) * 1.15)
+        axes.set_xlabel("imgproc worker processes (--processes 1 each)")
+        axes.set_ylabel("jobs per second (medians)")
+        axes.set_title("Worker scaling, production profile")
+        handles, labels = axes.get_legend_handles_labels()
+        more_handles, more_labels = twin.get_legend_handles_labels()
+        axes.legend(handles + more_handles, labels + more_labels, loc="lower right", fontsize=8)
         figure.tight_layout()
         figure.savefig(IMAGES / WORKERS_PLOT, dpi=110)
         plt.close(figure)

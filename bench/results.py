@@ -94,6 +94,43 @@ class Run:
     details: dict[str, Any] = field(default_factory=dict)
     started: float = field(default_factory=time.time)
     finished: float | None = None
+    #: Later partial runs whose scenarios replaced this run's (see :meth:`updated_by`).
+    updates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def scenarios(self) -> list[str]:
+        return list(dict.fromkeys(row.scenario for row in self.rows))
+
+    def updated_by(self, later: Run) -> Run:
+        """This run with the rows and details of ``later``'s scenarios taken from ``later``
+        (each in the place the scenario had), and a note of where they came from."""
+        replaced = later.scenarios
+        rows: list[Row] = []
+        for row in self.rows:
+            if row.scenario not in replaced:
+                rows.append(row)
+            elif not any(kept.scenario == row.scenario for kept in rows):
+                rows.extend(new for new in later.rows if new.scenario == row.scenario)
+        rows.extend(new for new in later.rows if new.scenario not in self.scenarios)
+        details = {key: value for key, value in self.details.items() if key not in replaced}
+        details.update(later.details)
+        note = {
+            "scenarios": replaced,
+            "started": later.started,
+            "finished": later.finished,
+            "load_average": later.machine.get("load_average"),
+            "load_average_end": later.machine.get("load_average_end"),
+        }
+        return Run(
+            quick=self.quick,
+            machine=self.machine,
+            partial=self.partial,
+            rows=rows,
+            details=details,
+            started=self.started,
+            finished=self.finished,
+            updates=[*self.updates, note],
+        )
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -104,6 +141,7 @@ class Run:
             "machine": self.machine,
             "rows": [row.as_dict() for row in self.rows],
             "details": self.details,
+            "updates": self.updates,
         }
 
     def save(self) -> Path:
@@ -126,4 +164,5 @@ class Run:
             details=data["details"],
             started=data["started"],
             finished=data["finished"],
+            updates=data.get("updates", []),
         )

@@ -21,7 +21,8 @@ class Budget:
     #: Load-generator runs per side, and their length.
     http_rounds: int
     http_seconds: float
-    #: Batches per pool size, and jobs per batch, for worker scaling.
+    #: Rounds of worker scaling (each one worker, then two, or the other way round, on a fresh
+    #: database and topics), and the jobs each measurement renders (a multiple of 60).
     worker_rounds: int
     worker_batch: int
     #: Rounds over every encoder setting.
@@ -38,8 +39,8 @@ class Budget:
             tjbench_seconds=1.0,
             http_rounds=3,
             http_seconds=10.0,
-            worker_rounds=7,
-            worker_batch=24,
+            worker_rounds=4,
+            worker_batch=180,
             encoder_rounds=9,
         )
 
@@ -54,7 +55,7 @@ class Budget:
             tjbench_seconds=0.5,
             http_rounds=1,
             http_seconds=3.0,
-            worker_rounds=3,
-            worker_batch=12,
+            worker_rounds=1,
+            worker_batch=60,
             encoder_rounds=3,
         )
