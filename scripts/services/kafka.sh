@@ -248,17 +248,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$pid_file"
-        say "not running"
-        return 0
-    fi
-    local started
-    started="$(now_ms)"
-    terminate "$pid" "$stop_timeout"
-    rm -f "$pid_file"
-    say "stopped ($(seconds_since "$started"))"
+    stop_running "$pid_file" "$stop_timeout"
 }
 
 cmd_kill9() {

@@ -39,6 +39,9 @@
 #   pid_from_file PID_FILE WORD print the pid in PID_FILE if that process runs and its command line
 #                               contains WORD; fail otherwise
 #   terminate PID TIMEOUT_S     send SIGTERM, then SIGKILL if PID still runs after TIMEOUT_S
+#   stop_running PID_FILE TIMEOUT_S
+#                               stop the server the caller's `running_pid` names (terminate), remove
+#                               PID_FILE and say how long it took; a server not running is no error
 
 # The name that prefixes every message: that of the script that sourced this file.
 service_script="${BASH_SOURCE[1]##*/}"
@@ -168,4 +171,17 @@ terminate() {
         sleep 0.1
         waited=$((waited + 1))
     done
+}
+
+stop_running() {
+    local pid_file="$1" timeout="$2" pid started
+    if ! pid="$(running_pid)"; then
+        rm -f "$pid_file"
+        say "not running"
+        return 0
+    fi
+    started="$(now_ms)"
+    terminate "$pid" "$timeout"
+    rm -f "$pid_file"
+    say "stopped ($(seconds_since "$started"))"
 }

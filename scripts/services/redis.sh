@@ -113,15 +113,7 @@ cmd_start() {
 }
 
 cmd_stop() {
-    local pid
-    if ! pid="$(running_pid)"; then
-        rm -f "$pid_file"
-        say "not running"
-        return 0
-    fi
-    terminate "$pid" "$stop_timeout"
-    rm -f "$pid_file"
-    say "stopped"
+    stop_running "$pid_file" "$stop_timeout"
 }
 
 cmd_status() {
