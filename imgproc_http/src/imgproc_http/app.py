@@ -2,15 +2,16 @@
 
 Nothing here builds a container or reads the environment: the caller (the CLI's ``serve``,
 :mod:`imgproc_http.server`, a test) builds one and hands it over. Handlers receive use cases
-through Litestar dependencies that call the container's providers; guards (authentication,
-rate limits) are made here from the same container, so they run before any body is read.
+through Litestar dependencies that call the container's providers, one per handler; the guard
+(authentication, then rate limits) is made here from the same container, so it runs before any
+body is read.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -18,14 +19,17 @@ from typing import Any, Final
 
 import anyio.to_thread
 from litestar import Litestar, Router
+from litestar.connection import ASGIConnection
 from litestar.datastructures import State
 from litestar.di import Provide
+from litestar.handlers.base import BaseRouteHandler
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import ScalarRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
 
 from imgproc_core.container import Container
 from imgproc_core.settings import Settings
+from imgproc_http.context import BASE_URL_STATE, JOB_SIGNAL_STATE
 from imgproc_http.errors import MAX_UPLOAD_BYTES_STATE, exception_handlers
 from imgproc_http.metrics import HttpMetrics
 from imgproc_http.rate_limits import RateLimitGuard, add_rate_limit_headers, parse_trusted_proxies
@@ -35,7 +39,7 @@ from imgproc_http.routes.blobs import BlobFiles, read_blob
 from imgproc_http.routes.images import ImagesController
 from imgproc_http.routes.operations import healthz, metrics, readyz
 from imgproc_http.schemas import API_PREFIX
-from imgproc_http.security import BEARER_SCHEME, BearerAuthentication, current_user
+from imgproc_http.security import BEARER_SCHEME, BearerAuthentication
 from imgproc_http.workers import EmbeddedWorkers, JobSignal
 
 logger = logging.getLogger(__name__)
@@ -124,6 +128,22 @@ def _openapi_config() -> OpenAPIConfig:
     )
 
 
+AsyncGuard = Callable[[ASGIConnection[Any, Any, Any, Any], BaseRouteHandler], Awaitable[None]]
+
+
+def guarded_by(*guards: AsyncGuard) -> AsyncGuard:
+    """One guard that runs ``guards`` in order (authentication first: per-user rate limits
+    need the user)."""
+
+    async def guard(
+        connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
+    ) -> None:
+        for each in guards:
+            await each(connection, handler)
+
+    return guard
+
+
 async def _maybe_await(result: object) -> None:
     if inspect.isawaitable(result):
         await result
@@ -174,10 +194,7 @@ def create_app(container: Container) -> Litestar:
 
     dependencies: dict[str, Provide] = {name: _from(getattr(container, name)) for name in USE_CASES}
     dependencies |= {
-        "user": Provide(current_user, sync_to_thread=False),
         "now": Provide(now, sync_to_thread=False),
-        "base_url": _constant(base_url),
-        "new_jobs": _constant(signal),
         "readiness": _constant(readiness),
         "http_metrics": _constant(http_metrics),
         "blob_files": _constant(BlobFiles(container.blob_storage())),
@@ -189,8 +206,8 @@ def create_app(container: Container) -> Litestar:
         route_handlers=[api, read_blob, healthz, readyz, metrics],
         dependencies=dependencies,
         exception_handlers=exception_handlers(),
-        # Authentication first: per-user rate limits need the user.
-        guards=[authentication, rate_limits],
+        # One guard: Litestar copies the route handler for every guard of every request.
+        guards=[guarded_by(authentication, rate_limits)],
         before_send=[add_rate_limit_headers],
         middleware=[http_metrics.middleware()],
         lifespan=[lifespan],
@@ -198,7 +215,13 @@ def create_app(container: Container) -> Litestar:
         # The upload's limit; every route with a JSON body sets its own, smaller one.
         request_max_body_size=settings.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         multipart_form_part_limit=MULTIPART_PART_LIMIT,
-        state=State({MAX_UPLOAD_BYTES_STATE: settings.max_upload_bytes}),
+        state=State(
+            {
+                MAX_UPLOAD_BYTES_STATE: settings.max_upload_bytes,
+                BASE_URL_STATE: base_url,
+                JOB_SIGNAL_STATE: signal,
+            }
+        ),
         logging_config=None,
         debug=False,
     )

@@ -1,8 +1,8 @@
 """Bearer-token authentication: a guard that runs before the request body is read.
 
 Guards run before Litestar parses the body, so an unauthenticated upload is refused without
-reading its bytes. The user the token speaks for is put on the connection (``request.user``)
-and handed to handlers as the ``user`` dependency.
+reading its bytes. The user the token speaks for is put on the connection (``request.user``,
+read by handlers through :func:`imgproc_http.context.caller`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import anyio.to_thread
-from litestar.connection import ASGIConnection, Request
+from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
 from imgproc_core.domain import User
@@ -109,11 +109,3 @@ def _seconds_left(token: str, now: float) -> float:
     except (IndexError, ValueError, KeyError, TypeError):
         return 0.0
     return float(expires) - now if isinstance(expires, int | float) else 0.0
-
-
-def current_user(request: Request[Any, Any, Any]) -> User:
-    """The ``user`` dependency: whom the guard authenticated."""
-    user = request.scope.get("user")
-    if not isinstance(user, User):
-        raise InvalidToken("an access token is required: send 'Authorization: Bearer <token>'")
-    return user

@@ -1,17 +1,18 @@
 """``/images``: upload, list, read, transform and delete the caller's images.
 
-Every handler parses, calls one use case and shapes its answer; errors are mapped in
-:mod:`imgproc_http.errors`. Handlers run in worker threads: an upload is probed (decoded as far
-as its header), the others query the database, and none of that may stall the event loop.
+Every handler parses, calls one use case (its only dependency; the caller and the base URL of
+links come from the request, see :mod:`imgproc_http.context`) and shapes its answer; errors are
+mapped in :mod:`imgproc_http.errors`. Handlers run in worker threads: an upload is checked and
+written to storage, the others query the database, and none of that may stall the event loop.
 Another user's image is indistinguishable from a missing one: 404.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
-from litestar import Controller, delete, get, post
+from litestar import Controller, Request, delete, get, post
 from litestar.datastructures import UploadFile
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, MultipartBody, Parameter
@@ -31,11 +32,11 @@ from imgproc_core.use_cases import (
     UploadImage,
     UploadImageCommand,
 )
+from imgproc_http.context import base_url, caller, job_signal
 from imgproc_http.errors import NOT_READY_RESPONSE, TOO_LARGE_CODE_OPT, problem_responses
 from imgproc_http.rate_limits import RATE_LIMIT_OPT
 from imgproc_http.schemas import JSON_BODY_LIMIT, ImageOut, ImagePage, TransformRequest
 from imgproc_http.security import AUTHENTICATED_OPT, BEARER_SCHEME
-from imgproc_http.workers import JobSignal
 
 PageNumber = Annotated[int, Parameter(ge=1, le=1_000_000, description="1-based page number")]
 PageSize = Annotated[int, Parameter(ge=1, le=MAX_PAGE_LIMIT, description="images per page")]
@@ -74,15 +75,16 @@ class ImagesController(Controller):
     def upload(
         self,
         data: MultipartBody[UploadForm],
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         upload_image: NamedDependency[UploadImage],
-        base_url: NamedDependency[str],
     ) -> ImageOut:
         payload = data.file.file.read()
         image = upload_image(
-            UploadImageCommand(user_id=user.id, filename=data.file.filename, data=payload)
+            UploadImageCommand(
+                user_id=caller(request).id, filename=data.file.filename, data=payload
+            )
         )
-        return ImageOut.from_image(image, base_url)
+        return ImageOut.from_image(image, base_url(request))
 
     @get(
         "/",
@@ -92,14 +94,13 @@ class ImagesController(Controller):
     )
     def list_images(
         self,
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         list_images: NamedDependency[ListImages],
-        base_url: NamedDependency[str],
         page: PageNumber = 1,
         limit: PageSize = 10,
     ) -> ImagePage:
-        found = list_images(ListImagesQuery(user_id=user.id, page=page, limit=limit))
-        return ImagePage.from_page(found, base_url)
+        found = list_images(ListImagesQuery(user_id=caller(request).id, page=page, limit=limit))
+        return ImagePage.from_page(found, base_url(request))
 
     @get(
         "/{image_id:str}",
@@ -116,10 +117,10 @@ class ImagesController(Controller):
     def download(
         self,
         image_id: ImageId,
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         get_download_url: NamedDependency[GetDownloadUrl],
     ) -> Redirect:
-        found = get_download_url(ImageQuery(user_id=user.id, image_id=image_id))
+        found = get_download_url(ImageQuery(user_id=caller(request).id, image_id=image_id))
         return Redirect(found.url, status_code=307, headers={"Cache-Control": "no-store"})
 
     @get(
@@ -131,12 +132,11 @@ class ImagesController(Controller):
     def metadata(
         self,
         image_id: ImageId,
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         get_image_metadata: NamedDependency[GetImageMetadata],
-        base_url: NamedDependency[str],
     ) -> ImageOut:
-        image = get_image_metadata(ImageQuery(user_id=user.id, image_id=image_id))
-        return ImageOut.from_image(image, base_url)
+        image = get_image_metadata(ImageQuery(user_id=caller(request).id, image_id=image_id))
+        return ImageOut.from_image(image, base_url(request))
 
     @post(
         "/{image_id:str}/transform",
@@ -156,20 +156,18 @@ class ImagesController(Controller):
         self,
         image_id: ImageId,
         data: JSONBody[TransformRequest],
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         request_transform: NamedDependency[RequestTransform],
-        base_url: NamedDependency[str],
-        new_jobs: NamedDependency[JobSignal],
     ) -> ImageOut:
         transformation = parse_transformation(data.to_mapping())
         image = request_transform(
             RequestTransformCommand(
-                user_id=user.id, image_id=image_id, transformation=transformation
+                user_id=caller(request).id, image_id=image_id, transformation=transformation
             )
         )
         if image.status is JobStatus.PENDING:
-            new_jobs.notify()
-        return ImageOut.from_image(image, base_url)
+            job_signal(request).notify()
+        return ImageOut.from_image(image, base_url(request))
 
     @delete(
         "/{image_id:str}",
@@ -181,7 +179,7 @@ class ImagesController(Controller):
     def delete_image(
         self,
         image_id: ImageId,
-        user: NamedDependency[User],
+        request: Request[User, Any, Any],
         delete_image: NamedDependency[DeleteImage],
     ) -> None:
-        delete_image(ImageQuery(user_id=user.id, image_id=image_id))
+        delete_image(ImageQuery(user_id=caller(request).id, image_id=image_id))

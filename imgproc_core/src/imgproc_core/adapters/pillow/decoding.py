@@ -24,6 +24,7 @@ from typing import Final
 
 from PIL import ExifTags, Image, ImageFile, UnidentifiedImageError
 
+from imgproc_core.adapters.pillow.jpeg_structure import check_jpeg_structure
 from imgproc_core.adapters.pillow.sniff import sniff_format
 from imgproc_core.domain.errors import (
     CorruptImage,
@@ -207,17 +208,16 @@ def read_orientation(image: Image.Image, fmt: str) -> int:
 def check_integrity(source: Source, data: bytes, what: str = "image") -> None:
     """Detect truncated or corrupt data at a fraction of a full decode.
 
-    JPEG: libjpeg reads every entropy-coded segment but scales the output to 1/8, skipping most of
-    the inverse DCT. PNG: every chunk's CRC and the IEND marker, without inflating anything. The
-    other formats are decoded (their first frame).
+    JPEG: a walk over its markers from start to end of image (:mod:`.jpeg_structure`), no
+    decoding. PNG: every chunk's CRC and the IEND marker, without inflating anything. The other
+    formats are decoded (their first frame).
     """
+    if source.format == "jpeg":
+        check_jpeg_structure(data, what)
+        return
     image = source.image
     with decoding(what):
-        if source.format == "jpeg":
-            width, height = image.size
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-            image.load()
-        elif source.format == "png":
+        if source.format == "png":
             verify_png(data, what)
         else:
             image.load()
