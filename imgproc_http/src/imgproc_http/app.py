@@ -171,6 +171,7 @@ def create_app(container: Container) -> Litestar:
         },
         trusted_proxies=parse_trusted_proxies(settings.trusted_proxies),
         registry=http_metrics.registry,
+        in_process=settings.rate_limiter == "memory",
     )
     authentication = BearerAuthentication(container.authenticate())
 
@@ -209,7 +210,7 @@ def create_app(container: Container) -> Litestar:
         # One guard: Litestar copies the route handler for every guard of every request.
         guards=[guarded_by(authentication, rate_limits)],
         before_send=[add_rate_limit_headers],
-        middleware=[http_metrics.middleware()],
+        middleware=[http_metrics.middleware],
         lifespan=[lifespan],
         openapi_config=_openapi_config(),
         # The upload's limit; every route with a JSON body sets its own, smaller one.

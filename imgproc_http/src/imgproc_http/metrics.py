@@ -19,7 +19,6 @@ from collections.abc import Iterator
 from typing import Any
 
 from litestar.enums import ScopeType
-from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -85,38 +84,46 @@ class HttpMetrics:
         )
         if uow_factory is not None:
             self.registry.register(JobsCollector(uow_factory))
+        #: The labelled series of each (route, method, status) seen, looked up once: the
+        #: client's own lookup takes a lock and checks the labels on every call.
+        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
-        values = (route, method, str(status))
-        self.requests.labels(*values).inc()
-        self.latency.labels(*values).observe(seconds)
+        key = (route, method, status)
+        children = self._children.get(key)
+        if children is None:
+            values = (route, method, str(status))
+            children = (self.requests.labels(*values), self.latency.labels(*values))
+            self._children[key] = children
+        requests, latency = children
+        requests.inc()
+        latency.observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
-    def middleware(self) -> RequestMetricsMiddleware:
-        return RequestMetricsMiddleware(self)
+    def middleware(self, app: ASGIApp) -> ASGIApp:
+        """A plain ASGI middleware (a factory for Litestar's ``middleware=``) that times every
+        HTTP request and counts it by route template, method and status."""
+        observe = self.observe
 
+        async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+            if scope["type"] != ScopeType.HTTP:
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = 500
 
-class RequestMetricsMiddleware(ASGIMiddleware):
-    scopes = (ScopeType.HTTP,)
+            async def send_and_note_status(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
 
-    def __init__(self, metrics: HttpMetrics) -> None:
-        self._metrics = metrics
+            try:
+                await app(scope, receive, send_and_note_status)
+            finally:
+                route: Any = scope.get("path_template") or "unmatched"
+                observe(route, scope.get("method", ""), status, time.perf_counter() - started)
 
-    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
-        started = time.perf_counter()
-        status = 500
-
-        async def send_and_note_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await next_app(scope, receive, send_and_note_status)
-        finally:
-            route: Any = scope.get("path_template") or "unmatched"
-            method: Any = scope.get("method", "")
-            self._metrics.observe(route, method, status, time.perf_counter() - started)
+        return timed

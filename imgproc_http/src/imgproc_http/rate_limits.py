@@ -111,6 +111,10 @@ class RateLimitGuard:
     ``DependencyUnavailable`` (503 with ``Retry-After``) and the others let the request
     through; see the module's documentation for why. The counter of such requests is
     registered in ``registry`` (the app's, to be scraped), or in a registry of the guard's own.
+
+    ``in_process`` says the limiter answers from memory without I/O (the embedded profile's):
+    it is then asked on the event loop, which costs less than the hop to a worker thread that a
+    limiter on the network needs.
     """
 
     def __init__(
@@ -121,8 +125,10 @@ class RateLimitGuard:
         *,
         fail_closed: frozenset[str] = FAIL_CLOSED_POLICIES,
         registry: CollectorRegistry | None = None,
+        in_process: bool = False,
     ) -> None:
         self._limiter = limiter
+        self._in_process = in_process
         self._policies = dict(policies)
         self._trusted = trusted_proxies
         self._fail_closed = fail_closed
@@ -143,9 +149,12 @@ class RateLimitGuard:
             return
         rate = self._policies[policy]
         key = f"{policy}:{self._subject(connection, policy)}"
-        # A Redis-backed limiter does network I/O.
         try:
-            decision = await anyio.to_thread.run_sync(self._limiter.hit, key, rate)
+            if self._in_process:
+                decision = self._limiter.hit(key, rate)
+            else:
+                # A Redis-backed limiter does network I/O.
+                decision = await anyio.to_thread.run_sync(self._limiter.hit, key, rate)
         except DependencyUnavailable as exc:
             if policy in self._fail_closed:
                 self._note_unavailable(policy, "refused", exc)
