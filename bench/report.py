@@ -186,9 +186,9 @@ def _workers_table(run: Run) -> list[str]:
         f"Worker scaling ({workers['how']}; {workers['batch']} jobs per measurement), each "
         "measurement in the order it ran:",
         "",
-        "| Workers | s to all READY | s to the first READY | jobs/s | jobs/s after the first "
-        "| cores (workers) | cores (whole machine) |",
-        "|---|---|---|---|---|---|---|",
+        "| Workers | s to all READY | s to the first READY | s to the group formed "
+        "| jobs/s from the start | jobs/s steady | cores (workers) | cores (whole machine) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     ordered = sorted(
         (entry for entries in measurements.values() for entry in entries),
@@ -196,10 +196,10 @@ def _workers_table(run: Run) -> list[str]:
     )
     for entry in ordered:
         seconds = entry["seconds"]
-        after_first = (entry["jobs"] - 1) / max(1e-9, seconds - entry["first_ready_seconds"])
         lines.append(
             f"| {entry['workers']} | {seconds:.1f} | {entry['first_ready_seconds']:.1f} | "
-            f"{entry['jobs'] / seconds:.1f} | {after_first:.1f} | "
+            f"{entry.get('formed_seconds', float('nan')):.1f} | "
+            f"{entry['jobs'] / seconds:.1f} | {_steady(entry):.1f} | "
             f"{entry['cpu_seconds'] / seconds:.2f} | "
             f"{entry['machine_cpu_seconds'] / seconds:.2f} |"
         )
@@ -207,6 +207,16 @@ def _workers_table(run: Run) -> list[str]:
 
 
 # -- plots -----------------------------------------------------------------------------------
+
+
+def _steady(entry: dict[str, Any]) -> float:
+    """Jobs per second from the group formed to the last READY (runs before that was measured:
+    from the first READY)."""
+    if "formed_seconds" not in entry:
+        jobs, since = entry["jobs"] - 1, entry["first_ready_seconds"]
+    else:
+        jobs, since = entry["jobs"] - entry["ready_when_formed"], entry["formed_seconds"]
+    return float(jobs / max(1e-9, entry["seconds"] - since))
 
 
 def _plots(run: Run) -> list[str]:
@@ -272,20 +282,17 @@ def _plots(run: Run) -> list[str]:
             medians.append(statistics.median(rates))
         counts = [int(size) for size in sizes]
         axes.plot(counts, medians, "o-", color="#1565c0", label="jobs/s, start to all READY")
-        after_first = [
-            statistics.median(
-                (entry["jobs"] - 1) / max(1e-9, entry["seconds"] - entry["first_ready_seconds"])
-                for entry in workers["measurements"][size]
-            )
+        steady = [
+            statistics.median(_steady(entry) for entry in workers["measurements"][size])
             for size in sizes
         ]
-        axes.plot(counts, after_first, "^-.", color="#2e7d32", label="jobs/s after the first")
+        axes.plot(counts, steady, "^-.", color="#2e7d32", label="jobs/s, steady state")
         axes.plot(
             counts,
-            [medians[0] * count for count in counts],
+            [steady[0] * count for count in counts],
             "k--",
             lw=1,
-            label="linear from one",
+            label="linear from one (steady)",
         )
         cores = [statistics.median(workers["cores_used"][size]) for size in sizes]
         twin = axes.twinx()
@@ -294,7 +301,7 @@ def _plots(run: Run) -> list[str]:
         twin.set_ylim(0, max(2.0, *cores) * 1.1)
         axes.set_xticks(counts)
         axes.set_xlim(0.5, counts[-1] + 0.5)
-        axes.set_ylim(0, max(medians[0] * counts[-1], *medians, *after_first) * 1.15)
+        axes.set_ylim(0, max(steady[0] * counts[-1], *medians, *steady) * 1.15)
         axes.set_xlabel("imgproc worker processes (--processes 1 each)")
         axes.set_ylabel("jobs per second (medians)")
         axes.set_title("Worker scaling, production profile")

@@ -40,7 +40,7 @@ class Budget:
             http_rounds=3,
             http_seconds=10.0,
             worker_rounds=4,
-            worker_batch=180,
+            worker_batch=360,
             encoder_rounds=9,
         )
 
