@@ -540,6 +540,68 @@ def test_a_sqlite_engine_keeps_a_connection_for_every_server_thread(sqlite_url: 
     assert len(opened) == threads
 
 
+def test_sqlite_writers_of_one_process_queue_and_all_get_in(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    """Threads writing at once (a burst of uploads) queue on the engine's writer lock rather
+    than in SQLite's busy handler: every one of them commits, and the lock is free after."""
+    upgrade(sqlite_url)
+    engine = create_engine_from_url(sqlite_url, sqlite_busy_timeout_ms=2000)
+    uow_factory = _uow_factory_on(engine, clock)
+    writers = 24
+    start = threading.Barrier(writers, timeout=20)
+
+    def register(index: int) -> None:
+        start.wait()
+        _commit(uow_factory, lambda uow: uow.users.add(_user(clock, f"writer-{index}")))
+
+    try:
+        with ThreadPoolExecutor(writers) as pool:
+            list(pool.map(register, range(writers)))
+        with uow_factory() as uow:
+            assert uow.users.count() == writers
+        with engine.connect() as connection:
+            dbapi = connection.connection.dbapi_connection
+            assert dbapi is not None
+            assert not dbapi.writer.locked()
+    finally:
+        engine.dispose()
+
+
+def test_the_sqlite_writer_lock_is_given_back_by_commit_rollback_and_failure(
+    sqlite_url: str, clock: ManualClock
+) -> None:
+    upgrade(sqlite_url)
+    engine = create_engine_from_url(sqlite_url)
+    uow_factory = _uow_factory_on(engine, clock)
+    taken: list[bool] = []
+
+    def note_lock() -> None:
+        with engine.connect() as connection:
+            dbapi = connection.connection.dbapi_connection
+            taken.append(bool(dbapi is not None and dbapi.writer.locked()))
+
+    try:
+        _commit(uow_factory, lambda uow: uow.users.add(_user(clock, "committed")))
+        note_lock()
+        with uow_factory() as uow:
+            uow.users.add(_user(clock, "rolled-back"))
+            uow.jobs.pending_count()  # flushes: the write transaction holds the lock
+            note_lock()
+        note_lock()
+        with pytest.raises(UsernameTaken):
+            _commit(uow_factory, lambda uow: uow.users.add(_user(clock, "committed")))
+        note_lock()
+        _commit(uow_factory, lambda uow: uow.users.add(_user(clock, "last")))
+        with uow_factory() as uow:
+            names = sorted(user.username for user in uow.users.list())
+    finally:
+        engine.dispose()
+
+    assert taken == [False, True, False, False]
+    assert names == ["committed", "last"]
+
+
 # -- transactions ------------------------------------------------------------------------------
 
 

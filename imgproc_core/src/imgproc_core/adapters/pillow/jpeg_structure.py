@@ -11,9 +11,10 @@ What it checks:
   marker whose length fits in the file;
 - the frame header (SOF), the quantization and Huffman tables (DQT, DHT), the restart interval
   (DRI) and every scan header (SOS) have the length their contents say, and hold what libjpeg
-  would refuse to decode otherwise: a sample precision it knows, sampling factors from 1 to 4, table indexes from 0 to 3,
-  Huffman code counts that form a prefix code, scans naming the frame's components once each
-  and only quantization tables already defined, a progressive scan's spectral selection;
+  would refuse to decode otherwise: a sample precision it knows, sampling factors from 1 to 4,
+  table indexes from 0 to 3, Huffman code counts that form a prefix code, scans naming the
+  frame's components once each and only tables already defined, a progressive scan's spectral
+  selection;
 - every scan's entropy-coded data ends at a marker that may follow a scan, and the end-of-image
   marker (EOI) is reached. Anything after EOI (camera trailers, an MPO's second picture) is
   left alone, as decoders do.

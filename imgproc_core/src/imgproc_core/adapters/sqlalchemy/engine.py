@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any, Final
 
@@ -95,6 +96,7 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwar
         # Sessions run in worker threads that are not the ones that opened the connections.
         "check_same_thread": False,
         "timeout": busy_timeout_ms / 1000,
+        "factory": _writer_locked_connection(busy_timeout_ms / 1000),
         **options.pop("connect_args", {}),
     }
     engine = create_engine(url, connect_args=connect_args, **options)
@@ -127,6 +129,60 @@ def _sqlite_engine(url: URL, *, busy_timeout_ms: int, foreign_keys: bool, **kwar
     return engine
 
 
+class WriterLockedConnection(sqlite3.Connection):
+    """A SQLite connection whose write transactions take a lock of this process first.
+
+    SQLite lets one writer in at a time. A connection that finds the write lock taken waits in
+    SQLite's busy handler, which sleeps in steps of 1 to 100 ms and looks again, so under a
+    burst of writes (uploads, the embedded workers) threads sleep long after the lock is free
+    and the server idles. Writers of one process queue on :attr:`writer` instead, and the next
+    one starts as soon as the previous one commits. Other processes on the same file (the
+    command line) still meet SQLite's own lock and busy timeout.
+    """
+
+    #: Shared by the connections of one engine (set on the subclass made per engine).
+    writer: threading.Lock
+    writer_timeout: float
+    holds_writer = False
+
+    def take_writer(self) -> None:
+        if not self.holds_writer:
+            # After the busy timeout, go on without it: SQLite's own lock still serializes.
+            self.holds_writer = self.writer.acquire(timeout=self.writer_timeout)
+
+    def release_writer(self) -> None:
+        if self.holds_writer:
+            self.holds_writer = False
+            self.writer.release()
+
+    def commit(self) -> None:
+        try:
+            super().commit()
+        finally:
+            self.release_writer()
+
+    def rollback(self) -> None:
+        try:
+            super().rollback()
+        finally:
+            self.release_writer()
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self.release_writer()
+
+
+def _writer_locked_connection(timeout: float) -> type[WriterLockedConnection]:
+    """A connection class whose writers share one lock: one per engine."""
+    return type(
+        "WriterLockedConnection",
+        (WriterLockedConnection,),
+        {"writer": threading.Lock(), "writer_timeout": timeout},
+    )
+
+
 _WRITING: Final = "imgproc.sqlite_transaction_writes"
 _READ_ONLY_STATEMENTS: Final = ("SELECT", "PRAGMA", "EXPLAIN")
 
@@ -143,15 +199,31 @@ def begin_sqlite_transaction(
     first write of a transaction that has only read ends it (there is nothing to undo) and
     begins an IMMEDIATE one, which waits for the lock up to the busy timeout and sees every
     commit made before. Rows read earlier may have changed by then, as under PostgreSQL's read
-    committed isolation, which the unit of work assumes on both databases.
+    committed isolation, which the unit of work assumes on both databases. Writers of this
+    process queue for the lock on a lock of their own first (:class:`WriterLockedConnection`).
     """
     if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
         return
     writes = not statement.lstrip()[:7].upper().startswith(_READ_ONLY_STATEMENTS)
     if not cursor.connection.in_transaction:
-        cursor.execute("BEGIN IMMEDIATE" if writes else "BEGIN")
+        if writes:
+            _begin_immediate(cursor)
+        else:
+            cursor.execute("BEGIN")
         connection.info[_WRITING] = writes
     elif writes and not connection.info.get(_WRITING, True):
         cursor.execute("ROLLBACK")
-        cursor.execute("BEGIN IMMEDIATE")
+        _begin_immediate(cursor)
         connection.info[_WRITING] = True
+
+
+def _begin_immediate(cursor: sqlite3.Cursor) -> None:
+    dbapi_connection = cursor.connection
+    if isinstance(dbapi_connection, WriterLockedConnection):
+        dbapi_connection.take_writer()
+    try:
+        cursor.execute("BEGIN IMMEDIATE")
+    except BaseException:
+        if isinstance(dbapi_connection, WriterLockedConnection):
+            dbapi_connection.release_writer()
+        raise
