@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -432,3 +433,59 @@ def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
         assert image.status is JobStatus.READY, image.failure_reason
         assert (stack.storage_dir / image.storage_key).stat().st_size == image.size_bytes
     assert sum(end_offsets(stack.topics.bootstrap, stack.topics.dead_letter_topic).values()) == 0
+
+
+def test_a_worker_the_group_left_behind_joins_again_and_goes_on(
+    stack: ProductionStack,
+    container: Container,
+    original: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The broker is made to describe the group as stable without the worker (what it sees
+    when kafka-python has stopped heartbeating): the worker drops its consumer, joins with a
+    new one, and the jobs published meanwhile are all rendered."""
+    from imgproc_worker import consumer as consumer_module
+    from imgproc_worker import runtime
+
+    left_out = threading.Event()
+    descriptions: list[tuple[str, frozenset[str]]] = []
+
+    def describe_with(admin: Any) -> consumer_module.DescribeGroup:
+        real = consumer_module_describe(admin)
+
+        def describe(group: str) -> tuple[str, frozenset[str]]:
+            state, members = real(group)
+            # Once left out: twice "without you", then the truth again.
+            if left_out.is_set() and sum(1 for _, seen in descriptions if not seen) < 2:
+                members = frozenset()
+            descriptions.append((state, members))
+            return state, members
+
+        return describe
+
+    consumer_module_describe = consumer_module.describe_with
+    monkeypatch.setattr(consumer_module, "describe_with", describe_with)
+    options = runtime.worker_options
+    monkeypatch.setattr(
+        runtime,
+        "worker_options",
+        lambda settings: replace(options(settings), membership_check_seconds=0.5),
+    )
+    first = stack.seed(container, original, _transforms(3))
+    _relay_all(container, stack)
+
+    with caplog.at_level(logging.INFO, logger="imgproc_worker.consumer"), _RunningWorker(container):
+        stack.wait_for(container, [image.id for image in first.derived])
+        left_out.set()
+        deadline = time.monotonic() + PROCESS_DEADLINE_SECONDS
+        while "joining again with a new consumer" not in caplog.text:
+            assert time.monotonic() < deadline, "the worker never noticed it was left out"
+            time.sleep(0.1)
+        second = stack.seed(container, original, _transforms(4))
+        _relay_all(container, stack)
+        images = stack.wait_for(container, [image.id for image in second.derived])
+
+    assert all(image.status is JobStatus.READY for image in images)
+    assert caplog.text.count("joining again with a new consumer") == 1
+    assert "lost " in caplog.text

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final
 
-from kafka import KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError, RebalanceInProgressError
@@ -22,7 +22,7 @@ from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_worker.handling import Delivery, MessageHandler
 from imgproc_worker.ledger import OffsetLedger
 
-__all__ = ["ConsumerOptions", "Worker"]
+__all__ = ["ConsumerOptions", "DescribeGroup", "Membership", "NotAMember", "Worker"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ class ConsumerOptions:
     #: only; keep it well above the job time limit anyway.
     max_poll_interval_ms: int = 300_000
     connect_timeout_seconds: float = 10.0
+    #: How often the worker asks the broker whether it is still a member of its group (see
+    #: :class:`Membership`); 0 never does.
+    membership_check_seconds: float = 15.0
 
     @property
     def capacity(self) -> int:
@@ -92,6 +95,68 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
         logger.warning("lost %s", _names(lost))
 
 
+#: Says which members the broker counts in a group: ``(state, member ids)``, as the admin API's
+#: DescribeGroups answers.
+DescribeGroup = Callable[[str], tuple[str, frozenset[str]]]
+
+
+class NotAMember(Exception):
+    """The broker's group goes on without this consumer, which has not noticed."""
+
+
+class Membership:
+    """A watchdog for a consumer that has dropped out of its group without knowing it.
+
+    kafka-python has been seen (rarely, under load) to stop heartbeating from a consumer that
+    goes on polling: the broker expels it after the session timeout and hands its partitions
+    to the others, while the consumer waits for records that never come and never rejoins.
+    Every ``interval`` seconds the worker compares its own member id with the members the
+    broker describes; when the group is stable without it twice in a row, :meth:`check`
+    raises :class:`NotAMember`, and the worker replaces its consumer with a new one, which
+    joins afresh. Twice, because a member id changes while a rebalance is under way.
+    """
+
+    def __init__(self, group: str, describe: DescribeGroup, interval: float) -> None:
+        self._group = group
+        self._describe = describe
+        self._interval = interval
+        self._due = time.monotonic() + interval
+        self._misses = 0
+
+    def check(self, consumer: Any) -> None:
+        if self._interval <= 0 or time.monotonic() < self._due:
+            return
+        self._due = time.monotonic() + self._interval
+        member = getattr(consumer.group_metadata(), "member_id", None) or ""
+        try:
+            state, members = self._describe(self._group)
+        except KafkaError as exc:
+            logger.info("could not describe group %s: %s", self._group, exc)
+            return
+        if state != "Stable" or member in members:
+            self._misses = 0
+            return
+        self._misses += 1
+        if self._misses >= 2:
+            raise NotAMember(
+                f"the group {self._group} is stable without this worker "
+                f"(member {member or 'none'}; members: {', '.join(sorted(members)) or 'none'})"
+            )
+
+
+def describe_with(admin: Any) -> DescribeGroup:
+    """A :data:`DescribeGroup` over a ``KafkaAdminClient``."""
+
+    def describe(group: str) -> tuple[str, frozenset[str]]:
+        described = admin.describe_groups([group]).get(group) or {}
+        members = frozenset(
+            str(member.get("member_id")) for member in described.get("members") or []
+        )
+        return str(described.get("group_state", "")), members
+
+    return describe
+
+
 class Worker:
     """Consume job messages in a consumer group and run them on ``threads`` threads.
 
@@ -116,6 +181,7 @@ class Worker:
         worker_id: str,
         *,
         before_connect: Callable[[], object] | None = None,
+        describe_group: DescribeGroup | None = None,
     ) -> None:
         if options.threads < 1:
             raise ValueError("a worker needs at least one thread")
@@ -123,6 +189,7 @@ class Worker:
         self._options = options
         self._worker_id = worker_id
         self._before_connect = before_connect
+        self._describe_group = describe_group
         self._ledger: OffsetLedger[TopicPartition] = OffsetLedger()
         self._stopping = threading.Event()
         #: Set by a job thread when its job is over, to wake a loop waiting for a free slot.
@@ -136,19 +203,54 @@ class Worker:
         if consumer is None:
             return
         executor = ThreadPoolExecutor(self._options.threads, thread_name_prefix="imgproc-job")
+        admin: Any = None
         try:
-            self._consume(consumer, executor, stop)
+            if self._describe_group is None and self._options.membership_check_seconds > 0:
+                admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap_list(self._options.bootstrap_servers),
+                    client_id=f"imgproc-worker-{self._worker_id}-watchdog",
+                )
+            describe = self._describe_group or describe_with(admin)
+            while True:
+                membership = Membership(
+                    self._options.group, describe, self._options.membership_check_seconds
+                )
+                try:
+                    self._consume(consumer, executor, stop, membership)
+                    break
+                except NotAMember as exc:
+                    logger.warning("%s; joining again with a new consumer", exc)
+                    self._abandon(consumer)
+                    consumer = None
+                    consumer = self._connect(stop)
+                    if consumer is None:
+                        break
         finally:
             self._stopping.set()
             executor.shutdown(wait=True)
-            self._commit(consumer)
-            try:
-                consumer.close(autocommit=False)
-            except Exception:
-                logger.warning("closing the consumer failed", exc_info=True)
+            if consumer is not None:
+                self._commit(consumer)
+                try:
+                    consumer.close(autocommit=False)
+                except Exception:
+                    logger.warning("closing the consumer failed", exc_info=True)
+            if admin is not None:
+                admin.close()
             logger.info("worker %s stopped", self._worker_id)
         if self._fatal is not None:
             raise RuntimeError("the worker stopped after an unexpected error") from self._fatal
+
+    def _abandon(self, consumer: Any) -> None:
+        """Forget a consumer the group left behind: its partitions are someone else's now (a
+        commit would be refused; jobs of them still running are redone by their new owner)."""
+        lost = sorted(consumer.assignment())
+        self._ledger.revoke(lost)
+        if lost:
+            logger.warning("lost %s", _names(lost))
+        try:
+            consumer.close(autocommit=False)
+        except Exception:
+            logger.warning("closing the consumer failed", exc_info=True)
 
     # -- connecting ------------------------------------------------------------------------
 
@@ -220,7 +322,13 @@ class Worker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    def _consume(self, consumer: Any, executor: ThreadPoolExecutor, stop: threading.Event) -> None:
+    def _consume(
+        self,
+        consumer: Any,
+        executor: ThreadPoolExecutor,
+        stop: threading.Event,
+        membership: Membership,
+    ) -> None:
         poll_seconds = self._options.poll_seconds
         poll_ms = int(poll_seconds * 1000)
         committed_at = time.monotonic()
@@ -228,6 +336,7 @@ class Worker:
             if time.monotonic() - committed_at >= poll_seconds:
                 self._commit(consumer)
                 committed_at = time.monotonic()
+            membership.check(consumer)
             free = self._options.capacity - self._ledger.in_hand()
             self._throttle(consumer, full=free <= 0)
             if free <= 0:
