@@ -1,13 +1,18 @@
-"""The baseline of the API scenario: Litestar with nothing but an upload and a JSON endpoint.
+"""The baseline of the API scenario: Litestar with nothing but two uploads and a JSON endpoint.
 
-Served by uvicorn with the settings ``imgproc serve`` uses, in one process:
-``python -m bench.servers.bare_app PORT``.
+``POST /upload`` reads the file and forgets it; ``POST /upload-stored`` also writes it to a
+file of its own in ``STORE_DIR`` (the second argument) and flushes it to disk, the least a
+service that keeps uploads must do. Served by uvicorn with the settings ``imgproc serve`` uses,
+in one process: ``python -m bench.servers.bare_app PORT STORE_DIR``.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 import uvicorn
 from litestar import Litestar, get, post
@@ -26,12 +31,29 @@ async def upload(data: MultipartBody[UploadForm]) -> dict[str, int]:
     return {"size": len(content)}
 
 
+STORE_DIR = Path(sys.argv[2]) if len(sys.argv) > 2 else Path(".")
+
+
+@post("/upload-stored", status_code=201, sync_to_thread=True)
+def upload_stored(data: MultipartBody[UploadForm]) -> dict[str, int]:
+    content = data.file.file.read()
+    descriptor = os.open(STORE_DIR / uuid.uuid4().hex, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        os.write(descriptor, content)
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+    return {"size": len(content)}
+
+
 @get("/json")
 async def json_endpoint() -> dict[str, str]:
     return {"status": "ok"}
 
 
-app = Litestar(route_handlers=[upload, json_endpoint], request_max_body_size=32 * 2**20)
+app = Litestar(
+    route_handlers=[upload, upload_stored, json_endpoint], request_max_body_size=32 * 2**20
+)
 
 
 if __name__ == "__main__":
