@@ -13,6 +13,7 @@ import msgspec
 import uvicorn
 
 from imgproc_core.adapters.pillow.allocator import tune_allocator
+from imgproc_core.adapters.system import freeze_start_up_objects
 from imgproc_core.container import build_container
 from imgproc_core.settings import Settings
 from imgproc_http.app import WORKER_SHUTDOWN_GRACE_SECONDS, create_app
@@ -45,6 +46,7 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
     # Worker threads and upload probes decode images in this process.
     tune_allocator()
     app = create_app(build_container(settings))
+    freeze_start_up_objects()
     with _termination_is_a_clean_exit():
         uvicorn.run(
             app,

@@ -17,6 +17,7 @@ from typing import Final, Literal
 
 from imgproc_core.adapters.kafka import ensure_topics
 from imgproc_core.adapters.pillow.allocator import tune_allocator
+from imgproc_core.adapters.system import freeze_start_up_objects
 from imgproc_core.container import Container, build_container, uses_kafka
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.settings import Settings, SettingsError
@@ -163,6 +164,8 @@ def serve(settings: Settings, role: Role) -> None:
     )
     stop = threading.Event()
     container.init_resources()
+    # Long collector pauses would also hold up the Kafka client's network thread.
+    freeze_start_up_objects()
     try:
         with stop_on_signals(stop):
             run(container, stop)
