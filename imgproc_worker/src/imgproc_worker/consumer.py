@@ -31,6 +31,8 @@ _CONNECT_BACKOFF_SECONDS: Final = 0.5
 _CONNECT_BACKOFF_MAX_SECONDS: Final = 30.0
 #: A commit that the coordinator does not answer in time is tried again on the next round.
 _COMMIT_TIMEOUT_MS: Final = 5_000
+#: How long the group watchdog waits for the broker's answer.
+_ADMIN_TIMEOUT_MS: Final = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +132,7 @@ class Membership:
         member = getattr(consumer.group_metadata(), "member_id", None) or ""
         try:
             state, members = self._describe(self._group)
-        except KafkaError as exc:
+        except (KafkaError, OSError) as exc:
             logger.info("could not describe group %s: %s", self._group, exc)
             return
         if state != "Stable" or member in members:
@@ -155,6 +157,37 @@ def describe_with(admin: Any) -> DescribeGroup:
         return str(described.get("group_state", "")), members
 
     return describe
+
+
+class BrokerGroups:
+    """Describes groups through an admin client made at the first question, so that a broker
+    that cannot be reached then only costs that one check (:class:`Membership` takes the
+    ``KafkaError`` as no evidence), never the worker."""
+
+    def __init__(self, bootstrap_servers: str, client_id: str) -> None:
+        self._bootstrap_servers = bootstrap_servers
+        self._client_id = client_id
+        self._describe: DescribeGroup | None = None
+        self._admin: Any = None
+
+    def describe(self, group: str) -> tuple[str, frozenset[str]]:
+        if self._describe is None:
+            self._admin = KafkaAdminClient(
+                bootstrap_servers=bootstrap_list(self._bootstrap_servers),
+                client_id=self._client_id,
+                # The question is asked on the consuming loop: keep a silent broker short.
+                bootstrap_timeout_ms=_ADMIN_TIMEOUT_MS,
+                request_timeout_ms=_ADMIN_TIMEOUT_MS,
+            )
+            self._describe = describe_with(self._admin)
+        return self._describe(group)
+
+    def close(self) -> None:
+        if self._admin is not None:
+            try:
+                self._admin.close()
+            except Exception:
+                logger.warning("closing the admin client failed", exc_info=True)
 
 
 class Worker:
@@ -204,14 +237,11 @@ class Worker:
         if consumer is None:
             return
         executor = ThreadPoolExecutor(self._options.threads, thread_name_prefix="imgproc-job")
-        admin: Any = None
+        groups = BrokerGroups(
+            self._options.bootstrap_servers, f"imgproc-worker-{self._worker_id}-watchdog"
+        )
         try:
-            if self._describe_group is None and self._options.membership_check_seconds > 0:
-                admin = KafkaAdminClient(
-                    bootstrap_servers=bootstrap_list(self._options.bootstrap_servers),
-                    client_id=f"imgproc-worker-{self._worker_id}-watchdog",
-                )
-            describe = self._describe_group or describe_with(admin)
+            describe = self._describe_group or groups.describe
             while True:
                 membership = Membership(
                     self._options.group, describe, self._options.membership_check_seconds
@@ -235,8 +265,7 @@ class Worker:
                     consumer.close(autocommit=False)
                 except Exception:
                     logger.warning("closing the consumer failed", exc_info=True)
-            if admin is not None:
-                admin.close()
+            groups.close()
             logger.info("worker %s stopped", self._worker_id)
         if self._fatal is not None:
             raise RuntimeError("the worker stopped after an unexpected error") from self._fatal

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 
 import pytest
 from kafka.errors import KafkaConnectionError
 
-from imgproc_worker.consumer import Membership, NotAMember
+from imgproc_worker.consumer import BrokerGroups, Membership, NotAMember
 
 GROUP = "imgproc-workers"
 #: Checks on every call: the interval has always passed.
@@ -118,3 +119,17 @@ def test_an_interval_of_zero_turns_the_watchdog_off() -> None:
         membership.check(Consumer("me"))
 
     assert broker.asked == 0
+
+
+def test_a_broker_that_cannot_be_reached_costs_one_check_not_the_worker() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    groups = BrokerGroups(f"127.0.0.1:{closed_port}", "imgproc-test-watchdog")
+    membership = Membership(GROUP, groups.describe, EVERY_TIME)
+
+    try:
+        membership.check(Consumer("me"))  # logged and taken as no evidence
+        membership.check(Consumer("me"))
+    finally:
+        groups.close()
