@@ -56,6 +56,6 @@ class Budget:
             http_rounds=1,
             http_seconds=3.0,
             worker_rounds=1,
-            worker_batch=60,
+            worker_batch=120,
             encoder_rounds=3,
         )
