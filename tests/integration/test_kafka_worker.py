@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from dependency_injector import providers
 from kafka import KafkaProducer
+from kafka.partitioner.default import murmur2
 
 from imgproc_core.adapters.kafka import (
     DeadLetterCode,
@@ -391,12 +392,29 @@ class _SlowProcess(_CountingProcess):
         return super().__call__(job)
 
 
+def _seed_every_partition(
+    stack: ProductionStack, container: Container, original: Path, sources_each: int
+) -> list[Seeded]:
+    """Sources with 8 jobs each, until every partition of the job topic holds the jobs of at
+    least ``sources_each`` of them (a job's key is its source, placed by the key's hash): a
+    worker that takes a partition over then finds work in it whichever partition it gets."""
+    per_partition = dict.fromkeys(range(stack.topics.partitions), 0)
+    seeded: list[Seeded] = []
+    while min(per_partition.values()) < sources_each:
+        batch = stack.seed(container, original, _transforms(8))
+        seeded.append(batch)
+        key = batch.source.id.encode()
+        per_partition[(murmur2(key) & 0x7FFFFFFF) % stack.topics.partitions] += 1
+        assert len(seeded) < 100, "the sources never covered every partition"
+    return seeded
+
+
 def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
     stack: ProductionStack, original: Path
 ) -> None:
     first_container = stack.container()
     second_container = stack.container()
-    seeded = [stack.seed(first_container, original, _transforms(8)) for _ in range(6)]
+    seeded = _seed_every_partition(stack, first_container, original, sources_each=2)
     ids = [image.id for batch in seeded for image in batch.derived]
     _relay_all(first_container, stack)
     first = _SlowProcess(first_container.process_transform_job(), 0.3)
