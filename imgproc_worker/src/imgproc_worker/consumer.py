@@ -194,9 +194,8 @@ class Worker:
     """Consume job messages in a consumer group and run them on ``threads`` threads.
 
     - The polling thread only polls, hands messages to the threads and commits; it keeps the
-      consumer in its group however long jobs take. When the threads are full it waits for one
-      to free up; if that takes longer than ``poll_seconds`` it pauses every partition and
-      polls (to stay in the group) until one does, then resumes.
+      consumer in its group however long jobs take. When the threads are full it pauses every
+      partition (it still polls, to stay in the group) and resumes once a thread frees up.
     - Offsets are committed per partition up to the first message not finished yet (see
       :class:`~imgproc_worker.ledger.OffsetLedger`): a message is finished when its job's
       output and database row are written, or when it is parked on the dead-letter topic.
@@ -368,19 +367,16 @@ class Worker:
                 committed_at = time.monotonic()
             membership.check(consumer)
             free = self._options.capacity - self._ledger.in_hand()
+            self._throttle(consumer, full=free <= 0)
             if free <= 0:
                 # Wait for a thread to free a slot rather than in poll(), which cannot be woken
-                # and would leave the slot empty for the rest of its timeout.
+                # and would leave the slot empty for the rest of its timeout. Poll (paused, so
+                # nothing is fetched) only when jobs are slow, to take part in rebalances.
                 self._slot_freed.clear()
-                if self._options.capacity - self._ledger.in_hand() > 0 or (
+                if self._options.capacity - self._ledger.in_hand() <= 0 and (
                     self._slot_freed.wait(poll_seconds)
                 ):
                     continue
-                # Jobs are slow: poll with every partition paused (nothing is fetched) to take
-                # part in the group's rebalances. Pausing drops the records the client holds
-                # ahead, so it is kept for this case: a worker that pauses whenever its slots
-                # fill up fetches every job from the broker again.
-            self._throttle(consumer, full=free <= 0)
             try:
                 batch = consumer.poll(timeout_ms=poll_ms, max_records=max(1, free))
             except KafkaError as exc:
