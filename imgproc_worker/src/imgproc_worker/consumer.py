@@ -225,8 +225,6 @@ class Worker:
         self._describe_group = describe_group
         self._ledger: OffsetLedger[TopicPartition] = OffsetLedger()
         self._stopping = threading.Event()
-        #: Set by a job thread when its job is over, to wake a loop waiting for a free slot.
-        self._slot_freed = threading.Event()
         self._fatal: BaseException | None = None
 
     def run(self, stop: threading.Event) -> None:
@@ -358,30 +356,17 @@ class Worker:
         stop: threading.Event,
         membership: Membership,
     ) -> None:
-        poll_seconds = self._options.poll_seconds
-        poll_ms = int(poll_seconds * 1000)
-        committed_at = time.monotonic()
+        poll_ms = int(self._options.poll_seconds * 1000)
         while not stop.is_set() and not self._stopping.is_set():
-            if time.monotonic() - committed_at >= poll_seconds:
-                self._commit(consumer)
-                committed_at = time.monotonic()
+            self._commit(consumer)
             membership.check(consumer)
             free = self._options.capacity - self._ledger.in_hand()
             self._throttle(consumer, full=free <= 0)
-            if free <= 0:
-                # Wait for a thread to free a slot rather than in poll(), which cannot be woken
-                # and would leave the slot empty for the rest of its timeout. Poll (paused, so
-                # nothing is fetched) only when jobs are slow, to take part in rebalances.
-                self._slot_freed.clear()
-                if self._options.capacity - self._ledger.in_hand() <= 0 and (
-                    self._slot_freed.wait(poll_seconds)
-                ):
-                    continue
             try:
                 batch = consumer.poll(timeout_ms=poll_ms, max_records=max(1, free))
             except KafkaError as exc:
                 logger.warning("polling failed: %s", exc)
-                stop.wait(poll_seconds)
+                stop.wait(self._options.poll_seconds)
                 continue
             for partition, records in batch.items():
                 for record in records:
@@ -432,7 +417,6 @@ class Worker:
             return
         if finished:
             self._ledger.finish(partition, delivery.offset)
-        self._slot_freed.set()
 
     def _commit(self, consumer: Any) -> None:
         offsets = self._ledger.committable()
