@@ -59,9 +59,8 @@ class BearerAuthentication:
     token while it is being checked wait for that one check rather than each making their own,
     and a token still in use shortly before it would be forgotten is checked again in the
     background (:data:`RECHECK_AHEAD_SECONDS`): a client that keeps sending requests never
-    waits for a check after its first request. The check is a database query on a worker
-    thread, which on a busy server waits its turn for the interpreter lock at every step and
-    took up to 80 ms in the benchmark's load, against 4 ms for the request itself.
+    waits for a check after its first request (the check is a database query on a worker
+    thread, several times the cost of the request it guards).
     """
 
     def __init__(

@@ -154,16 +154,8 @@ class SlowAuthenticate(CountingAuthenticate):
 def _together(guard: BearerAuthentication, presented: str, requests: int) -> list[Any]:
     """``requests`` requests with the same token at once; what each one ended with."""
 
-    async def one() -> Any:
-        connection = SimpleNamespace(headers={"authorization": f"Bearer {presented}"}, scope={})
-        try:
-            await guard(connection, HANDLER)  # type: ignore[arg-type]
-        except InvalidToken as exc:
-            return exc
-        return connection.scope["user"]
-
     async def all_of_them(authenticate: SlowAuthenticate) -> list[Any]:
-        waiting = [asyncio.ensure_future(one()) for _ in range(requests)]
+        waiting = [asyncio.ensure_future(_one(guard, presented)) for _ in range(requests)]
         await asyncio.sleep(0.05)  # every request is now waiting on the one check
         authenticate.release.set()
         return list(await asyncio.gather(*waiting))
