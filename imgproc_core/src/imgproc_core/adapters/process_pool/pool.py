@@ -12,6 +12,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection, wait
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal, Self
 
@@ -77,6 +78,23 @@ class _WorkerGone(Exception):
     """The worker process died, or its pipe broke."""
 
 
+def _still_running(pid: int) -> bool:
+    """False once the kernel shows ``pid`` dead (gone, or a zombie not yet reaped).
+
+    A forkserver child is reaped by the forkserver, which reports the exit to this process a
+    moment later; until then ``is_alive()`` still says True, and a job sent down the pipe may be
+    taken by the pipe and lost with it. Where ``/proc`` cannot be read, the process counts as
+    running and ``is_alive()`` decides.
+    """
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] not in ("Z", "X")
+
+
 def _describe_exit(exitcode: int | None) -> str:
     if exitcode is None:
         return "exit status unknown"
@@ -104,7 +122,7 @@ class _Worker:
         self._lock = threading.Lock()
 
     def alive(self) -> bool:
-        return not self._discarded and self.process.is_alive()
+        return not self._discarded and self.process.is_alive() and _still_running(self.pid)
 
     def send(self, payload: bytes) -> bool:
         """Hand over a job; False when the worker is already gone."""
@@ -395,7 +413,9 @@ class ProcessPoolImageCodec:
     def _deliver(self, slot: _Slot, payload: bytes) -> _Worker:
         worker = slot.worker
         assert worker is not None
-        if worker.send(payload):
+        # A pipe can still take a job's bytes for a moment after its reader was killed, so a
+        # worker that died while idle is recognised by its exit first (see _still_running).
+        if worker.alive() and worker.send(payload):
             return worker
         # It died while idle: the job never reached it, so a fresh worker may take it.
         logger.warning("codec worker %d was gone before its job; starting another", worker.pid)
