@@ -10,6 +10,7 @@ from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter, 
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
 from imgproc_core.ports.messaging import JobPublisher
+from imgproc_core.ports.metrics import JobMetrics
 from imgproc_core.ports.persistence import (
     ImageRepository,
     ImageTotals,
@@ -29,6 +30,7 @@ __all__ = [
     "ImageInfo",
     "ImageRepository",
     "ImageTotals",
+    "JobMetrics",
     "JobPublisher",
     "JobQueue",
     "PasswordHasher",
