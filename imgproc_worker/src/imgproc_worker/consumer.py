@@ -181,13 +181,19 @@ class NotAMember(Exception):
 class Membership:
     """A watchdog for a consumer that has dropped out of its group without knowing it.
 
-    kafka-python has been seen (rarely, under load) to stop heartbeating from a consumer that
-    goes on polling: the broker expels it after the session timeout and hands its partitions
-    to the others, while the consumer waits for records that never come and never rejoins.
+    kafka-python has been seen (rarely, under load) to fall out of step with its group in two
+    ways. It stops heartbeating from a consumer that goes on polling: the broker expels it
+    after the session timeout and hands its partitions to the others, while the consumer
+    waits for records that never come and never rejoins. Or it never completes its side of
+    a rebalance the broker has finished: its commits are refused as "rebalance in progress"
+    for as long as it lives, and the partitions it should hand over wait for it.
+
     Every ``interval`` seconds the worker compares its own member id with the members the
-    broker describes; when the group is stable without it twice in a row, :meth:`check`
-    raises :class:`NotAMember`, and the worker replaces its consumer with a new one, which
-    joins afresh. Twice, because a member id changes while a rebalance is under way.
+    broker describes, and asks whether its commits have been refused since the last check;
+    when the group is stable without it, or stable while its commits are refused, twice in a
+    row, :meth:`check` raises :class:`NotAMember`, and the worker replaces its consumer with
+    a new one, which joins afresh. Twice, because a member id changes, and commits are
+    refused, while a rebalance is under way.
     """
 
     def __init__(self, group: str, describe: DescribeGroup, interval: float) -> None:
@@ -197,25 +203,35 @@ class Membership:
         self._due = time.monotonic() + interval
         self._misses = 0
 
-    def check(self, consumer: Any) -> None:
+    def check(self, consumer: Any, *, commits_refused: bool = False) -> bool:
+        """Check, if the interval has passed since the last check; say whether it did.
+        ``commits_refused``: commits were refused as "rebalancing" since the last check, and
+        none was accepted."""
         if self._interval <= 0 or time.monotonic() < self._due:
-            return
+            return False
         self._due = time.monotonic() + self._interval
         member = getattr(consumer.group_metadata(), "member_id", None) or ""
         try:
             state, members = self._describe(self._group)
         except (KafkaError, OSError) as exc:
             logger.info("could not describe group %s: %s", self._group, exc)
-            return
-        if state != "Stable" or member in members:
+            return True
+        left_out = member not in members
+        if state != "Stable" or not (left_out or commits_refused):
             self._misses = 0
-            return
+            return True
         self._misses += 1
-        if self._misses >= 2:
+        if self._misses < 2:
+            return True
+        if left_out:
             raise NotAMember(
                 f"the group {self._group} is stable without this worker "
                 f"(member {member or 'none'}; members: {', '.join(sorted(members)) or 'none'})"
             )
+        raise NotAMember(
+            f"the group {self._group} is stable, but this worker's consumer is still "
+            f"rebalancing: its commits are refused (member {member})"
+        )
 
 
 def describe_with(admin: Any) -> DescribeGroup:
@@ -376,6 +392,9 @@ class Worker:
         #: succeeds or they are ``final_commit_seconds`` old.
         self._farewell: dict[TopicPartition, tuple[int, float]] = {}
         self._committed_at = 0.0
+        #: Since the last membership check: commits refused as "rebalancing", and accepted.
+        self._refusals = 0
+        self._acceptances = 0
         self._lag_reported_at = 0.0
         self._stopping = threading.Event()
         self._fatal: BaseException | None = None
@@ -526,7 +545,9 @@ class Worker:
             self._reconcile(consumer)
             if time.monotonic() - self._committed_at >= self._options.poll_seconds:
                 self._commit(consumer)
-            membership.check(consumer)
+            refused = self._refusals > 0 and self._acceptances == 0
+            if membership.check(consumer, commits_refused=refused):
+                self._refusals = self._acceptances = 0
             self._report(consumer)
             room = self._options.capacity - self._ledger.in_hand()
             self._throttle(consumer, full=room <= 0)
@@ -643,13 +664,12 @@ class Worker:
         except KafkaError as exc:
             # Kept in the ledger: the next round commits them. Refusals while the group
             # rebalances are part of the protocol.
-            level = (
-                logging.INFO
-                if isinstance(exc, RebalanceInProgressError | CommitFailedError)
-                else logging.WARNING
-            )
+            rebalancing = isinstance(exc, RebalanceInProgressError | CommitFailedError)
+            self._refusals += rebalancing
+            level = logging.INFO if rebalancing else logging.WARNING
             logger.log(level, "committing %s failed: %s", _names(request), exc)
             return False
+        self._acceptances += 1
         self._ledger.committed(offsets)
         self._farewell.clear()
         logger.debug("committed %s", request)
