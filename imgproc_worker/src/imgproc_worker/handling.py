@@ -8,19 +8,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Final, Protocol
+from typing import Final
 
-from imgproc_core.adapters.kafka import (
+from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import TransformJob
+from imgproc_core.ports import Clock, DeadLetterPublisher
+from imgproc_core.ports.messages import (
     DeadLetter,
     DeadLetterCode,
+    Delivery,
     MalformedMessage,
     TransformRequested,
     decode_job,
 )
-from imgproc_core.domain.errors import DependencyUnavailable
-from imgproc_core.domain.images import Image
-from imgproc_core.domain.jobs import TransformJob
-from imgproc_core.ports import Clock
 from imgproc_core.use_cases import (
     MAX_BACKOFF_SECONDS,
     GiveUpJobCommand,
@@ -29,7 +30,7 @@ from imgproc_core.use_cases import (
     describe_error,
 )
 
-__all__ = ["DeadLetterSink", "Delivery", "MessageHandler", "RetryPolicy"]
+__all__ = ["Delivery", "MessageHandler", "RetryPolicy"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,23 +38,6 @@ logger = logging.getLogger(__name__)
 _WAIT_SLICE_SECONDS: Final = 0.25
 
 KeepGoing = Callable[[], bool]
-
-
-class DeadLetterSink(Protocol):
-    def publish(self, letter: DeadLetter) -> None:
-        """Store ``letter``; ``DependencyUnavailable`` when the broker does not answer."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Delivery:
-    """A message as the consumer delivered it."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +93,7 @@ class MessageHandler:
         self,
         process: Callable[[TransformJob], JobOutcome],
         give_up: Callable[[GiveUpJobCommand], Image | None],
-        dead_letters: DeadLetterSink,
+        dead_letters: DeadLetterPublisher,
         clock: Clock,
         worker_id: str,
         policy: RetryPolicy | None = None,

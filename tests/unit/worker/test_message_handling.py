@@ -9,15 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from imgproc_core.adapters.kafka import (
-    DeadLetter,
-    DeadLetterCode,
-    TransformRequested,
-    decode_dead_letter,
-    encode_dead_letter,
-    encode_job,
-    job_key,
-)
 from imgproc_core.adapters.memory import InMemoryBlobStorage, fake_image_bytes
 from imgproc_core.container import Container
 from imgproc_core.domain.errors import (
@@ -28,6 +19,15 @@ from imgproc_core.domain.errors import (
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.transformations import Resize, Transformation
+from imgproc_core.ports.messages import (
+    DeadLetter,
+    DeadLetterCode,
+    TransformRequested,
+    decode_dead_letter,
+    encode_dead_letter,
+    encode_job,
+    job_key,
+)
 from imgproc_core.testing import build_test_container
 from imgproc_core.use_cases import (
     JobOutcome,
