@@ -22,8 +22,8 @@ from imgproc_core.container import Container, build_container, uses_kafka
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
-from imgproc_worker.handling import MessageHandler, RetryPolicy
-from imgproc_worker.relay import RelayLoop
+from imgproc_worker.handling import MessageHandler
+from imgproc_worker.relay import RELAY_BACKOFF, RelayLoop
 
 __all__ = [
     "LOG_FORMAT",
@@ -81,17 +81,7 @@ def run_worker(container: Container, stop: threading.Event) -> None:
     settings: Settings = container.settings()
     _require_kafka(settings, "worker")
     worker_id = process_id()
-    handler = MessageHandler(
-        process=container.process_transform_job(),
-        give_up=container.give_up_job(),
-        dead_letters=container.dead_letter_publisher(),
-        clock=container.clock(),
-        worker_id=worker_id,
-        policy=RetryPolicy(
-            max_attempts=settings.job_max_attempts,
-            backoff_seconds=settings.job_backoff_seconds,
-        ),
-    )
+    handler = MessageHandler(container.run_job(), container.park_message(), worker_id)
     worker = Worker(
         handler,
         worker_options(settings),
@@ -114,7 +104,7 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
             break
         except DependencyUnavailable as exc:
             failures += 1
-            delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
+            delay = RELAY_BACKOFF.delay(failures)
             logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
             stop.wait(delay)
     logger.info("relaying the outbox to %s", settings.kafka_topic)
