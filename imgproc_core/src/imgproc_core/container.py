@@ -211,6 +211,17 @@ def _kafka_dead_letter_publisher(settings: Settings) -> Iterator[Any]:
         publisher.close()
 
 
+def _ensure_kafka_topics(settings: Settings) -> list[str]:
+    from imgproc_core.adapters.kafka import ensure_topics
+
+    return ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic,
+        settings.kafka_dead_letter_topic,
+        settings.kafka_partitions,
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
@@ -268,6 +279,9 @@ class Container(containers.DeclarativeContainer):
     # -- messaging (the production profile's job path) -----------------------------------------
     job_publisher = providers.Resource(_kafka_job_publisher, settings)
     dead_letter_publisher = providers.Resource(_kafka_dead_letter_publisher, settings)
+    #: ``container.ensure_topics()`` creates the job topic and its dead-letter topic unless
+    #: they exist (the topics it created); ``DependencyUnavailable`` when the broker is down.
+    ensure_topics = providers.Callable(_ensure_kafka_topics, settings)
 
     # -- running jobs: one policy and one runner for every kind of worker ----------------------
     #: How workers wait between attempts; tests put a faster sleep here.

@@ -11,15 +11,12 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from types import FrameType
 from typing import Final, Literal
 
-from imgproc_core.adapters.kafka import ensure_topics
-from imgproc_core.adapters.pillow.allocator import tune_allocator
-from imgproc_core.adapters.system import freeze_start_up_objects
 from imgproc_core.container import Container, build_container, uses_kafka
 from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.process_setup import freeze_start_up_objects, tune_allocator
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler
@@ -66,15 +63,6 @@ def _require_kafka(settings: Settings, role: Role) -> None:
         )
 
 
-def _ensure_topics(settings: Settings) -> None:
-    ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_topic,
-        settings.kafka_dead_letter_topic,
-        settings.kafka_partitions,
-    )
-
-
 def run_worker(container: Container, stop: threading.Event) -> None:
     """Consume and render jobs until ``stop`` is set (the container's resources are the
     caller's to open and close)."""
@@ -86,7 +74,7 @@ def run_worker(container: Container, stop: threading.Event) -> None:
         handler,
         worker_options(settings),
         worker_id,
-        before_connect=partial(_ensure_topics, settings),
+        before_connect=container.ensure_topics,
     )
     worker.run(stop)
 
@@ -100,7 +88,7 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     failures = 0
     while not stop.is_set():
         try:
-            _ensure_topics(settings)
+            container.ensure_topics()
             break
         except DependencyUnavailable as exc:
             failures += 1
