@@ -252,6 +252,72 @@ def test_retrying_an_unknown_job_is_not_an_error(uow_factory: UnitOfWorkFactory)
     assert _pending(uow_factory) == 0
 
 
+def _renew(uow_factory: UnitOfWorkFactory, job_id: str, worker: str, lease: float) -> bool:
+    with uow_factory() as uow:
+        renewed = uow.jobs.renew_lease(job_id, worker, lease)
+        uow.commit()
+    return renewed
+
+
+def test_a_renewed_lease_keeps_the_job_past_its_first_end(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    assert _claim(uow_factory, "w1") == job
+
+    clock.advance(LEASE - 1)
+    assert _renew(uow_factory, job.id, "w1", LEASE) is True
+    clock.advance(LEASE - 1)
+    assert _claim(uow_factory, "w2") is None
+    clock.advance(1)
+    assert _claim(uow_factory, "w2") == job
+
+
+def test_a_lease_renewed_to_zero_lets_the_job_go_with_its_attempts(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    assert _claim(uow_factory, "w1") == job
+
+    assert _renew(uow_factory, job.id, "w1", 0) is True
+
+    assert _claim(uow_factory, "w2") == job
+
+
+def test_a_lease_run_out_is_renewed_while_no_one_else_claimed_the_job(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    (job,) = seed_jobs(1)
+    _enqueue(uow_factory, job)
+    assert _claim(uow_factory, "w1") == job
+    clock.advance(LEASE * 3)
+
+    assert _renew(uow_factory, job.id, "w1", LEASE) is True
+    assert _claim(uow_factory, "w2") is None
+
+
+def test_a_job_no_longer_the_workers_is_not_renewed(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    taken_over, retried, acknowledged = seed_jobs(3)
+    _enqueue(uow_factory, taken_over, retried, acknowledged)
+    for _ in range(3):
+        assert _claim(uow_factory, "w1") is not None
+    _retry(uow_factory, retried.id, delay=0)
+    _ack(uow_factory, acknowledged.id)
+    clock.advance(LEASE)
+    claimed_by_w2 = [_claim(uow_factory, "w2"), _claim(uow_factory, "w2")]
+    assert {job.id for job in claimed_by_w2 if job} == {taken_over.id, retried.id}
+
+    for job in (taken_over, retried, acknowledged):
+        assert _renew(uow_factory, job.id, "w1", LEASE) is False
+    assert _renew(uow_factory, "0" * 32, "w1", LEASE) is False
+    # w2's leases are untouched: nothing is claimable.
+    assert _claim(uow_factory, "w3") is None
+
+
 def test_a_claim_rolled_back_leaves_the_job_claimable(
     uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
 ) -> None:

@@ -25,6 +25,7 @@ from imgproc_core.domain.limits import Limits
 from imgproc_core.ports import ImageInfo, UnitOfWork
 from tests.e2e.conftest import Api, EmbeddedApp
 from tests.e2e.rewired import RewiredApps
+from tests.support.local_storage import BrokenFolder
 
 pytestmark = pytest.mark.e2e
 
@@ -70,27 +71,6 @@ def assert_ready(api: Api) -> None:
 
 
 # -- storage ----------------------------------------------------------------------------------
-
-
-class BrokenFolder:
-    """Replaces a folder by a plain file, and puts it back."""
-
-    def __init__(self, folder: Path) -> None:
-        self._folder = folder
-        self._parked = folder.with_name(folder.name + ".parked")
-
-    def __enter__(self) -> BrokenFolder:
-        self._folder.rename(self._parked)
-        self._folder.write_bytes(b"not a folder")
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.repair()
-
-    def repair(self) -> None:
-        if self._parked.exists():
-            self._folder.unlink()
-            self._parked.rename(self._folder)
 
 
 def test_storage_down_fails_uploads_only_and_recovers(

@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 from dependency_injector import providers
 
-from imgproc_core.adapters.kafka import (
-    JOB_TAG,
-    KafkaJobPublisher,
-    ProducerTimeouts,
-    decode_job,
-    ensure_topics,
-)
+from imgproc_core.adapters.kafka import KafkaJobPublisher, ProducerTimeouts, ensure_topics
 from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.container import Container
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.ports.messages import JOB_TAG, decode_job
 from imgproc_core.use_cases import RelayOutbox
 from imgproc_worker import run_worker
 from tests.support.kafka import end_offsets, read_messages, wait_until_committed

@@ -23,16 +23,16 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.partitioner.default import murmur2
 
-from imgproc_core.adapters.kafka import (
+from imgproc_core.container import Container
+from imgproc_core.domain.images import Image
+from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.ports.messages import (
     DeadLetterCode,
     decode_dead_letter,
     decode_job,
     encode_job,
     job_key,
 )
-from imgproc_core.container import Container
-from imgproc_core.domain.images import Image
-from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.use_cases import JobOutcome
 from imgproc_worker import run_worker
 from tests.support.kafka import (

@@ -14,6 +14,7 @@ from imgproc_core.settings import Settings, SettingsError
 from imgproc_core.testing import TEST_SECRET, build_test_container, settings_for_tests
 from imgproc_core.use_cases import (
     ImageQuery,
+    JobPolicy,
     LogInCommand,
     RegisterUserCommand,
     RequestTransformCommand,
@@ -85,3 +86,18 @@ def test_insecure_secrets_are_never_allowed_in_production() -> None:
     Settings(
         environment="development", jwt_secret="short", allow_insecure_secrets=True
     ).check_secrets()
+
+
+def test_every_worker_gets_the_one_job_policy_from_the_settings() -> None:
+    container = build_test_container(
+        settings_for_tests(job_max_attempts=7, job_backoff_seconds=0.5)
+    )
+
+    policy = container.run_job().policy
+
+    assert policy == JobPolicy(max_attempts=7, backoff_seconds=0.5)
+    assert container.job_policy() is policy
+    # One runner for the threads of a worker; each thread's step has its own worker id.
+    first = container.run_next_job(worker_id="w1")
+    assert container.run_next_job(worker_id="w2") is not first
+    assert container.run_job() is container.run_job()

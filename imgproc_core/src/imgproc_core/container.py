@@ -9,6 +9,7 @@ settings choose them, so the embedded profile runs without their packages.
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from imgproc_core.adapters.memory import (
 )
 from imgproc_core.adapters.pillow import PillowImageCodec
 from imgproc_core.adapters.system import SystemClock
+from imgproc_core.ports import JobMetrics
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
@@ -34,11 +36,13 @@ from imgproc_core.use_cases import (
     GetImageMetadata,
     GetServiceStats,
     GiveUpJob,
+    JobPolicy,
     ListImages,
     ListJobs,
     ListUserImages,
     ListUsers,
     LogIn,
+    ParkMessage,
     ProcessTransformJob,
     PurgeUserImages,
     RegisterUser,
@@ -46,6 +50,7 @@ from imgproc_core.use_cases import (
     RequestTransform,
     RetryFailedJobs,
     RetryJob,
+    RunJob,
     RunNextJob,
     UploadImage,
 )
@@ -206,6 +211,17 @@ def _kafka_dead_letter_publisher(settings: Settings) -> Iterator[Any]:
         publisher.close()
 
 
+def _ensure_kafka_topics(settings: Settings) -> list[str]:
+    from imgproc_core.adapters.kafka import ensure_topics
+
+    return ensure_topics(
+        settings.kafka_bootstrap_servers,
+        settings.kafka_topic,
+        settings.kafka_dead_letter_topic,
+        settings.kafka_partitions,
+    )
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
@@ -263,6 +279,20 @@ class Container(containers.DeclarativeContainer):
     # -- messaging (the production profile's job path) -----------------------------------------
     job_publisher = providers.Resource(_kafka_job_publisher, settings)
     dead_letter_publisher = providers.Resource(_kafka_dead_letter_publisher, settings)
+    #: ``container.ensure_topics()`` creates the job topic and its dead-letter topic unless
+    #: they exist (the topics it created); ``DependencyUnavailable`` when the broker is down.
+    ensure_topics = providers.Callable(_ensure_kafka_topics, settings)
+
+    # -- running jobs: one policy and one runner for every kind of worker ----------------------
+    #: How workers wait between attempts; tests put a faster sleep here.
+    sleep = providers.Object(time.sleep)
+    #: Where the job runner reports each attempt and dead letter; None reports nowhere.
+    job_metrics: providers.Object[JobMetrics | None] = providers.Object(None)
+    job_policy = providers.Singleton(
+        JobPolicy,
+        max_attempts=settings.provided.job_max_attempts,
+        backoff_seconds=settings.provided.job_backoff_seconds,
+    )
 
     # -- use cases -----------------------------------------------------------------------------
     register_user = providers.Singleton(
@@ -311,17 +341,35 @@ class Container(containers.DeclarativeContainer):
     delete_image = providers.Singleton(
         DeleteImage, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
     )
+    give_up_job = providers.Singleton(GiveUpJob, uow_factory=unit_of_work.provider, clock=clock)
+    #: The job runner, shared by the threads of a worker; with the Kafka queue it parks on the
+    #: dead-letter topic.
+    run_job = providers.Singleton(
+        RunJob,
+        process=process_transform_job,
+        give_up=give_up_job,
+        clock=clock,
+        policy=job_policy,
+        dead_letters=dead_letter_publisher,
+        metrics=job_metrics,
+        sleep=sleep,
+    )
+    #: What ``imgproc worker`` parks a message it cannot read with (Kafka queue only).
+    park_message = providers.Singleton(
+        ParkMessage,
+        dead_letters=dead_letter_publisher,
+        clock=clock,
+        policy=job_policy,
+        metrics=job_metrics,
+        sleep=sleep,
+    )
     #: One per worker thread of the embedded profile: ``container.run_next_job(worker_id=...)``.
     run_next_job = providers.Factory(
         RunNextJob,
         uow_factory=unit_of_work.provider,
-        process=process_transform_job,
-        clock=clock,
+        run_job=run_job,
         lease_seconds=settings.provided.job_lease_seconds,
-        max_attempts=settings.provided.job_max_attempts,
-        backoff_base_seconds=settings.provided.job_backoff_seconds,
     )
-    give_up_job = providers.Singleton(GiveUpJob, uow_factory=unit_of_work.provider, clock=clock)
     #: One per relay process: ``container.relay_outbox(relay_id=...)``. Its lease is the job
     #: lease: with the Kafka queue, outbox rows are the only thing leased.
     relay_outbox = providers.Factory(

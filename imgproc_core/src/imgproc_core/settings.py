@@ -53,6 +53,15 @@ def parse_rate(text: str) -> RateLimit:
     return RateLimit(int(count), float(int(multiplier or 1) * _UNIT_SECONDS[unit]))
 
 
+def bootstrap_list(bootstrap_servers: str) -> list[str]:
+    """``"host1:9092, host2:9092"`` -> ``["host1:9092", "host2:9092"]``: the form Kafka clients
+    take; ``ValueError`` when it names no server."""
+    servers = [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
+    if not servers:
+        raise ValueError("no Kafka bootstrap server given")
+    return servers
+
+
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     environment: Literal["development", "test", "production"] = "development"
 
@@ -157,6 +166,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def auth_rate(self) -> RateLimit:
         return parse_rate(self.rate_limit_auth)
+
+    @property
+    def kafka_bootstrap_list(self) -> list[str]:
+        """``kafka_bootstrap_servers`` as a list, one server each (see :func:`bootstrap_list`)."""
+        return bootstrap_list(self.kafka_bootstrap_servers)
 
     @property
     def insecure_secrets_allowed(self) -> bool:

@@ -40,7 +40,7 @@ from imgproc_http.routes.images import ImagesController
 from imgproc_http.routes.operations import healthz, metrics, readyz
 from imgproc_http.schemas import API_PREFIX
 from imgproc_http.security import BEARER_SCHEME, BearerAuthentication
-from imgproc_http.workers import EmbeddedWorkers, JobSignal
+from imgproc_http.workers import EmbeddedWorkers, JobSignal, JobStep
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def embedded_workers(
     if settings.queue != "table" or settings.worker_threads < 1:
         return None
 
-    def run_next_job(worker_id: str) -> Callable[[], bool]:
-        runner: Callable[[], bool] = container.run_next_job(worker_id=worker_id)
+    def run_next_job(worker_id: str) -> JobStep:
+        runner: JobStep = container.run_next_job(worker_id=worker_id)
         return runner
 
     return EmbeddedWorkers(run_next_job, settings.worker_threads, signal)

@@ -2,14 +2,17 @@
 
 With the queue table (``IMGPROC_QUEUE=table``) and ``IMGPROC_WORKER_THREADS`` > 0, the app's
 lifespan starts that many daemon threads. Each loops on the ``RunNextJob`` use case: claim the
-oldest due job, render it, settle it; when the queue is empty it sleeps briefly, or until a
-transform request in this process signals a new job.
+oldest due job, run it under the job policy that every worker shares, settle it; when the queue
+is empty it sleeps briefly, or until a transform request in this process signals a new job.
+While a dependency (storage, database) is down, a thread waits it out holding its job, whose
+attempts the outage does not use up.
 
-On shutdown (SIGTERM, Ctrl-C) the threads stop claiming, finish the job in hand and commit it,
-then exit. The queue lives in the database, so jobs survive a restart. A process killed outright
-leaves its jobs leased: another worker (or this one, restarted) claims them again once the lease
-runs out, ``IMGPROC_JOB_LEASE_SECONDS`` after the claim (120 s by default: longer than the 60 s
-job time limit, so a slow job is never claimed twice while it is still running).
+On shutdown (SIGTERM, Ctrl-C) the threads stop claiming, finish the job in hand and commit it
+(a job waiting out an outage is let go, for the next start to take), then exit. The queue
+lives in the database, so jobs survive a restart. A process killed outright leaves its jobs
+leased: another worker (or this one, restarted) claims them again once the lease runs out,
+``IMGPROC_JOB_LEASE_SECONDS`` after the claim (120 s by default: longer than the 60 s job time
+limit, so a slow job is never claimed twice while it is still running).
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ IDLE_SECONDS: Final = 0.5
 #: How long a worker waits after an unexpected error (the database down, say) before retrying.
 ERROR_BACKOFF_SECONDS: Final = 2.0
 
-RunNextJobFactory = Callable[[str], Callable[[], bool]]
+#: Stop waiting between attempts when this turns False.
+KeepGoing = Callable[[], bool]
+#: One step of a worker: run the next due job, if there is one; say whether there was.
+JobStep = Callable[[KeepGoing], bool]
+RunNextJobFactory = Callable[[str], JobStep]
 
 
 class JobSignal:
@@ -106,10 +113,13 @@ class EmbeddedWorkers:
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         logger.info("embedded workers stopped")
 
-    def _loop(self, worker_id: str, run_next_job: Callable[[], bool]) -> None:
+    def _keep_going(self) -> bool:
+        return not self._stopping.is_set()
+
+    def _loop(self, worker_id: str, run_next_job: JobStep) -> None:
         while not self._stopping.is_set():
             try:
-                found = run_next_job()
+                found = run_next_job(self._keep_going)
             except Exception:
                 logger.exception("worker %s could not run a job; retrying shortly", worker_id)
                 self._stopping.wait(self._error_backoff)

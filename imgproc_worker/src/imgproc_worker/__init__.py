@@ -6,7 +6,7 @@ Both are configured by ``IMGPROC_*`` environment variables only; run them as
 """
 
 from imgproc_worker.consumer import ConsumerOptions, Worker
-from imgproc_worker.handling import Delivery, MessageHandler, RetryPolicy
+from imgproc_worker.handling import Delivery, MessageHandler
 from imgproc_worker.ledger import OffsetLedger
 from imgproc_worker.relay import RelayLoop
 from imgproc_worker.runtime import run_relay, run_worker, serve, stop_on_signals
@@ -17,7 +17,6 @@ __all__ = [
     "MessageHandler",
     "OffsetLedger",
     "RelayLoop",
-    "RetryPolicy",
     "Worker",
     "run_relay",
     "run_worker",

@@ -52,6 +52,8 @@ from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.settings import bootstrap_list
+from imgproc_core.use_cases import Backoff
 from imgproc_worker.handling import Delivery, MessageHandler
 from imgproc_worker.ledger import OffsetLedger, Tenure
 
@@ -66,9 +68,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: How long the first reconnection waits; it doubles up to ``_CONNECT_BACKOFF_MAX_SECONDS``.
-_CONNECT_BACKOFF_SECONDS: Final = 0.5
-_CONNECT_BACKOFF_MAX_SECONDS: Final = 5.0
+#: How long the first reconnection waits; it doubles up to 5 s, so that a broker back from an
+#: outage is found again within seconds.
+_CONNECT_BACKOFF: Final = Backoff(base_seconds=0.5, max_seconds=5.0)
 #: A commit that the coordinator does not answer in time is tried again on the next round.
 _COMMIT_TIMEOUT_MS: Final = 5_000
 #: How long the group watchdog waits for the broker's answer.
@@ -261,7 +263,7 @@ class BrokerGroups:
     def describe(self, group: str) -> tuple[str, frozenset[str]]:
         if self._describe is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=_bootstrap_list(self._bootstrap_servers),
+                bootstrap_servers=bootstrap_list(self._bootstrap_servers),
                 client_id=self._client_id,
                 # The question is asked on the consuming loop: keep a silent broker short.
                 bootstrap_timeout_ms=_ADMIN_TIMEOUT_MS,
@@ -476,9 +478,7 @@ class Worker:
                 consumer = self._new_consumer()
             except (DependencyUnavailable, KafkaError) as exc:
                 failures += 1
-                delay = min(
-                    _CONNECT_BACKOFF_MAX_SECONDS, _CONNECT_BACKOFF_SECONDS * 2.0 ** (failures - 1)
-                )
+                delay = _CONNECT_BACKOFF.delay(failures)
                 logger.warning("cannot reach Kafka (%s); trying again in %.1f s", exc, delay)
                 stop.wait(delay)
                 continue
@@ -506,7 +506,7 @@ class Worker:
     def _kafka_consumer(self) -> Any:
         options = self._options
         return KafkaConsumer(
-            bootstrap_servers=_bootstrap_list(options.bootstrap_servers),
+            bootstrap_servers=bootstrap_list(options.bootstrap_servers),
             client_id=f"imgproc-worker-{self._worker_id}",
             group_id=options.group,
             enable_auto_commit=False,
@@ -757,10 +757,6 @@ class Worker:
             _names(left),
             self._options.final_commit_seconds,
         )
-
-
-def _bootstrap_list(servers: str) -> list[str]:
-    return [server.strip() for server in servers.split(",") if server.strip()]
 
 
 def _commit_request(offsets: dict[TopicPartition, int]) -> dict[TopicPartition, Any]:

@@ -7,16 +7,16 @@ import threading
 from typing import Final
 
 from imgproc_core.domain.errors import DependencyUnavailable
-from imgproc_core.use_cases import RelayOutbox
+from imgproc_core.use_cases import Backoff, RelayOutbox
 
-__all__ = ["RelayLoop"]
+__all__ = ["RELAY_BACKOFF", "RelayLoop"]
 
 logger = logging.getLogger(__name__)
 
 #: How often an idle relay looks at the outbox again.
 IDLE_SECONDS: Final = 0.2
-_BACKOFF_SECONDS: Final = 0.5
-_BACKOFF_MAX_SECONDS: Final = 30.0
+#: How the relay waits for the broker or the database: 0.5 s, doubling to 30 s.
+RELAY_BACKOFF: Final = Backoff(base_seconds=0.5, max_seconds=30.0)
 
 
 class RelayLoop:
@@ -33,11 +33,11 @@ class RelayLoop:
         relay: RelayOutbox,
         *,
         idle_seconds: float = IDLE_SECONDS,
-        backoff_max_seconds: float = _BACKOFF_MAX_SECONDS,
+        backoff_max_seconds: float = RELAY_BACKOFF.max_seconds,
     ) -> None:
         self._relay = relay
         self._idle = idle_seconds
-        self._backoff_max = backoff_max_seconds
+        self._backoff = Backoff(RELAY_BACKOFF.base_seconds, backoff_max_seconds)
         self.relayed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -67,4 +67,4 @@ class RelayLoop:
                 stop.wait(self._idle)
 
     def _delay(self, failures: int) -> float:
-        return float(min(self._backoff_max, _BACKOFF_SECONDS * 2.0 ** min(failures - 1, 32)))
+        return self._backoff.delay(failures)

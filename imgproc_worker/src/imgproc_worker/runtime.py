@@ -11,19 +11,16 @@ import socket
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from types import FrameType
 from typing import Final, Literal
 
-from imgproc_core.adapters.kafka import ensure_topics
-from imgproc_core.adapters.pillow.allocator import tune_allocator
-from imgproc_core.adapters.system import freeze_start_up_objects
 from imgproc_core.container import Container, build_container, uses_kafka
 from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.process_setup import freeze_start_up_objects, tune_allocator
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
-from imgproc_worker.handling import MessageHandler, RetryPolicy
-from imgproc_worker.relay import RelayLoop
+from imgproc_worker.handling import MessageHandler
+from imgproc_worker.relay import RELAY_BACKOFF, RelayLoop
 
 __all__ = [
     "LOG_FORMAT",
@@ -68,37 +65,18 @@ def _require_kafka(settings: Settings, role: Role) -> None:
         )
 
 
-def _ensure_topics(settings: Settings) -> None:
-    ensure_topics(
-        settings.kafka_bootstrap_servers,
-        settings.kafka_topic,
-        settings.kafka_dead_letter_topic,
-        settings.kafka_partitions,
-    )
-
-
 def run_worker(container: Container, stop: threading.Event) -> None:
     """Consume and render jobs until ``stop`` is set (the container's resources are the
     caller's to open and close)."""
     settings: Settings = container.settings()
     _require_kafka(settings, "worker")
     worker_id = process_id()
-    handler = MessageHandler(
-        process=container.process_transform_job(),
-        give_up=container.give_up_job(),
-        dead_letters=container.dead_letter_publisher(),
-        clock=container.clock(),
-        worker_id=worker_id,
-        policy=RetryPolicy(
-            max_attempts=settings.job_max_attempts,
-            backoff_seconds=settings.job_backoff_seconds,
-        ),
-    )
+    handler = MessageHandler(container.run_job(), container.park_message(), worker_id)
     worker = Worker(
         handler,
         worker_options(settings),
         worker_id,
-        before_connect=partial(_ensure_topics, settings),
+        before_connect=container.ensure_topics,
     )
     worker.run(stop)
 
@@ -112,11 +90,11 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     failures = 0
     while not stop.is_set():
         try:
-            _ensure_topics(settings)
+            container.ensure_topics()
             break
         except DependencyUnavailable as exc:
             failures += 1
-            delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
+            delay = RELAY_BACKOFF.delay(failures)
             logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
             stop.wait(delay)
     logger.info("relaying the outbox to %s", settings.kafka_topic)

@@ -58,7 +58,7 @@ TEST_SETTINGS: Final[dict[str, Any]] = {
 }
 
 _ASSIGNMENT: Final = re.compile(r"imgproc_worker\.consumer: (assigned|revoked|lost) (.*)$")
-_OUTCOME: Final = re.compile(r"imgproc_worker\.handling: job (\S+): ([a-z_]+)$")
+_OUTCOME: Final = re.compile(r"imgproc_core\.use_cases\.job_runner: job (\S+): ([a-z_]+)$")
 _PARTITION: Final = re.compile(r"\[(\d+)\]")
 
 

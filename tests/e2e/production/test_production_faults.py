@@ -19,9 +19,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from imgproc_core.adapters.kafka import DeadLetterCode, decode_dead_letter, decode_job
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.ports.messages import DeadLetterCode, decode_dead_letter, decode_job
 from imgproc_core.use_cases import JobOutcomeStatus
 from tests.e2e.conftest import Api
 from tests.e2e.production.crashing_relay import DYING_LINE

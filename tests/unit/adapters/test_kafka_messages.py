@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from imgproc_core.adapters.kafka import (
+from imgproc_core.domain.jobs import TransformJob
+from imgproc_core.ports.messages import (
     DEAD_LETTER_TAG,
     JOB_TAG,
     MalformedMessage,
@@ -17,7 +18,6 @@ from imgproc_core.adapters.kafka import (
     encode_job,
     job_key,
 )
-from imgproc_core.domain.jobs import TransformJob
 
 ids = st.text(alphabet="0123456789abcdef", min_size=1, max_size=64)
 

@@ -1,24 +1,22 @@
 """What the worker does with one message, on the in-memory adapters: run, retry with backoff,
-give up, park, or leave it for the next owner."""
+give up, park, or leave it for the next owner. The policy is the core's (:class:`JobPolicy`),
+and so is the runner; waits move the test's clock instead of sleeping."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from imgproc_core.adapters.kafka import (
-    DeadLetter,
-    DeadLetterCode,
-    TransformRequested,
-    decode_dead_letter,
-    encode_dead_letter,
-    encode_job,
-    job_key,
+from imgproc_core.adapters.memory import (
+    InMemoryBlobStorage,
+    InMemoryDeadLetterPublisher,
+    InMemoryJobMetrics,
+    ManualClock,
+    fake_image_bytes,
 )
-from imgproc_core.adapters.memory import InMemoryBlobStorage, fake_image_bytes
 from imgproc_core.container import Container
 from imgproc_core.domain.errors import (
     CodecCrashed,
@@ -28,46 +26,37 @@ from imgproc_core.domain.errors import (
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.transformations import Resize, Transformation
+from imgproc_core.ports.messages import (
+    DeadLetter,
+    DeadLetterCode,
+    TransformRequested,
+    decode_dead_letter,
+    encode_dead_letter,
+    encode_job,
+    job_key,
+)
 from imgproc_core.testing import build_test_container
 from imgproc_core.use_cases import (
     JobOutcome,
+    JobPolicy,
+    ParkMessage,
     RegisterUserCommand,
     RequestTransformCommand,
+    RunJob,
     UploadImageCommand,
 )
-from imgproc_worker import Delivery, MessageHandler, RetryPolicy
+from imgproc_worker import Delivery, MessageHandler
+from tests.support.jobs import ScriptedProcess
 
-#: Small, so that retries take milliseconds.
-POLICY = RetryPolicy(max_attempts=3, backoff_seconds=0.001, outage_backoff_max_seconds=0.002)
+POLICY = JobPolicy(max_attempts=3, backoff_seconds=1.0, outage_backoff_max_seconds=30.0)
 
 
-class DeadLetters:
+class DeadLetters(InMemoryDeadLetterPublisher):
     """The dead-letter topic as a list; down for its first ``failures`` publishes."""
 
     def __init__(self, failures: int = 0) -> None:
-        self.letters: list[DeadLetter] = []
+        super().__init__()
         self.failures = failures
-
-    def publish(self, letter: DeadLetter) -> None:
-        if self.failures:
-            self.failures -= 1
-            raise DependencyUnavailable("Kafka is down", "kafka")
-        self.letters.append(letter)
-
-
-class Scripted:
-    """The real ProcessTransformJob behind a script of errors to raise first."""
-
-    def __init__(self, process: Callable[[TransformJob], JobOutcome], *errors: Exception):
-        self._process = process
-        self._errors = list(errors)
-        self.calls = 0
-
-    def __call__(self, job: TransformJob) -> JobOutcome:
-        self.calls += 1
-        if self._errors:
-            raise self._errors.pop(0)
-        return self._process(job)
 
 
 @pytest.fixture
@@ -99,16 +88,27 @@ def handler(
     container: Container,
     process: Callable[[TransformJob], JobOutcome],
     dead_letters: DeadLetters,
-    policy: RetryPolicy = POLICY,
+    policy: JobPolicy = POLICY,
+    metrics: InMemoryJobMetrics | None = None,
 ) -> MessageHandler:
-    return MessageHandler(
-        process=process,
-        give_up=container.give_up_job(),
-        dead_letters=dead_letters,
-        clock=container.clock(),
-        worker_id="worker-1",
-        policy=policy,
+    clock: ManualClock = container.clock()
+    run_job = RunJob(
+        process,
+        container.give_up_job(),
+        clock,
+        policy,
+        dead_letters,
+        metrics,
+        sleep=clock.advance,
     )
+    park = ParkMessage(dead_letters, clock, policy, metrics, sleep=clock.advance)
+    return MessageHandler(run_job, park, "worker-1")
+
+
+def waited(container: Container, since: datetime) -> float:
+    """Seconds the handler waited since ``since``, on the test's clock."""
+    elapsed: timedelta = container.clock().now() - since
+    return elapsed.total_seconds()
 
 
 def stored(container: Container, image_id: str) -> Image:
@@ -124,7 +124,7 @@ def always() -> bool:
 
 def test_a_job_is_rendered_and_done_with(container: Container, derived: Image) -> None:
     letters = DeadLetters()
-    process = Scripted(container.process_transform_job())
+    process = ScriptedProcess(container.process_transform_job())
 
     assert handler(container, process, letters)(delivery_of(derived), always) is True
 
@@ -154,7 +154,7 @@ def test_a_malformed_message_is_parked_with_its_bytes_and_the_reason(
     container: Container, derived: Image, value: bytes
 ) -> None:
     letters = DeadLetters()
-    process = Scripted(container.process_transform_job())
+    process = ScriptedProcess(container.process_transform_job())
 
     assert handler(container, process, letters)(delivery_of(derived, value), always) is True
 
@@ -189,9 +189,10 @@ def test_a_corrupt_source_fails_for_good_once(container: Container, derived: Ima
     assert source is not None
     storage.put(source.storage_key, b"definitely not an image", "image/png")
     letters = DeadLetters()
-    process = Scripted(container.process_transform_job())
+    metrics = InMemoryJobMetrics()
+    process = ScriptedProcess(container.process_transform_job())
 
-    assert handler(container, process, letters)(delivery_of(derived), always) is True
+    assert handler(container, process, letters, metrics=metrics)(delivery_of(derived), always)
 
     image = stored(container, derived.id)
     assert image.status is JobStatus.FAILED
@@ -203,32 +204,44 @@ def test_a_corrupt_source_fails_for_good_once(container: Container, derived: Ima
         image_id=derived.id, source_id=source.id, user_id=derived.user_id
     )
     assert letter.attempts == 1
+    assert metrics.outcomes == ["failed"]
+    assert metrics.dead_lettered == [DeadLetterCode.FAILED]
 
 
-def test_time_limits_are_retried_then_the_job_succeeds(
+def test_time_limits_are_retried_in_place_with_backoff_then_the_job_succeeds(
     container: Container, derived: Image
 ) -> None:
     letters = DeadLetters()
-    process = Scripted(
+    metrics = InMemoryJobMetrics()
+    process = ScriptedProcess(
         container.process_transform_job(), ProcessingTimeout("slow"), CodecCrashed("killed")
     )
+    start = container.clock().now()
 
-    assert handler(container, process, letters)(delivery_of(derived), always) is True
+    assert handler(container, process, letters, metrics=metrics)(delivery_of(derived), always)
 
     assert process.calls == 3
+    assert waited(container, start) == 1.0 + 2.0
     assert stored(container, derived.id).status is JobStatus.READY
     assert letters.letters == []
+    assert metrics.outcomes == ["retried", "retried", "ready"]
+    assert [attempt.output_format for attempt in metrics.ended] == [None, None, "png"]
+    assert metrics.in_flight == 0
 
 
 def test_a_job_that_fails_every_attempt_is_given_up_and_parked(
     container: Container, derived: Image
 ) -> None:
     letters = DeadLetters()
-    process = Scripted(
+    metrics = InMemoryJobMetrics()
+    process = ScriptedProcess(
         container.process_transform_job(), *(ProcessingTimeout("too slow") for _ in range(3))
     )
 
-    assert handler(container, process, letters)(delivery_of(derived), always) is True
+    assert handler(container, process, letters, metrics=metrics)(delivery_of(derived), always)
+
+    assert metrics.outcomes == ["retried", "retried", "gave_up"]
+    assert metrics.dead_lettered == [DeadLetterCode.GAVE_UP]
 
     assert process.calls == POLICY.max_attempts
     image = stored(container, derived.id)
@@ -246,30 +259,54 @@ def test_an_outage_is_waited_out_without_using_up_attempts(
     container: Container, derived: Image
 ) -> None:
     letters = DeadLetters()
+    metrics = InMemoryJobMetrics()
     outages = [DependencyUnavailable("storage is down", "storage") for _ in range(10)]
-    process = Scripted(container.process_transform_job(), *outages)
+    process = ScriptedProcess(container.process_transform_job(), *outages)
+    start = container.clock().now()
 
-    assert handler(container, process, letters)(delivery_of(derived), always) is True
+    assert handler(container, process, letters, metrics=metrics)(delivery_of(derived), always)
 
+    # Ten outages against three attempts: none of them counted.
     assert process.calls == 11
+    # 1, 2, 4, 8, 16 s, then at the cap of 30 s.
+    assert waited(container, start) == 1 + 2 + 4 + 8 + 16 + 5 * 30
     assert stored(container, derived.id).status is JobStatus.READY
     assert letters.letters == []
+    assert metrics.outcomes == ["unavailable"] * 10 + ["ready"]
 
 
 def test_a_dead_letter_waits_for_the_broker(container: Container, derived: Image) -> None:
     letters = DeadLetters(failures=4)
+    metrics = InMemoryJobMetrics()
+    start = container.clock().now()
 
-    run = handler(container, container.process_transform_job(), letters)
+    run = handler(container, container.process_transform_job(), letters, metrics=metrics)
     assert run(delivery_of(derived, b"garbage"), always) is True
 
     assert len(letters.letters) == 1
+    assert waited(container, start) == 1 + 2 + 4 + 8
+    assert metrics.dead_lettered == [DeadLetterCode.MALFORMED]
+    assert metrics.started == 0
+
+
+def test_a_dead_letter_left_unsent_when_the_worker_stops_is_not_done_with(
+    container: Container, derived: Image
+) -> None:
+    letters = DeadLetters()
+    letters.available = False
+    calls = iter(range(100))
+
+    run = handler(container, container.process_transform_job(), letters)
+    assert run(delivery_of(derived, b"garbage"), lambda: next(calls) < 3) is False
+
+    assert letters.letters == []
 
 
 def test_a_job_waiting_to_retry_is_abandoned_when_the_worker_stops(
     container: Container, derived: Image
 ) -> None:
     letters = DeadLetters()
-    process = Scripted(container.process_transform_job(), ProcessingTimeout("slow"))
+    process = ScriptedProcess(container.process_transform_job(), ProcessingTimeout("slow"))
     stop = threading.Event()
     stop.set()
 
@@ -288,7 +325,7 @@ def test_an_outage_is_abandoned_when_the_partition_is_lost(
     container: Container, derived: Image
 ) -> None:
     letters = DeadLetters()
-    process = Scripted(
+    process = ScriptedProcess(
         container.process_transform_job(),
         *(DependencyUnavailable("database is down", "database") for _ in range(100)),
     )
@@ -298,16 +335,6 @@ def test_an_outage_is_abandoned_when_the_partition_is_lost(
 
     assert process.calls == 3
     assert letters.letters == []
-
-
-def test_delays_grow_exponentially_up_to_their_caps() -> None:
-    policy = RetryPolicy(max_attempts=5, backoff_seconds=1.0, outage_backoff_max_seconds=30.0)
-
-    assert [policy.retry_delay(n) for n in range(1, 5)] == [1.0, 2.0, 4.0, 8.0]
-    assert policy.retry_delay(20) == 300.0
-    assert [policy.outage_delay(n) for n in (1, 3, 5, 6, 50)] == [1.0, 4.0, 16.0, 30.0, 30.0]
-    with pytest.raises(ValueError, match="at least 1"):
-        RetryPolicy(max_attempts=0)
 
 
 def test_dead_letters_round_trip() -> None:

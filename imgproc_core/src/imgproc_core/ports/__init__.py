@@ -9,7 +9,7 @@ from imgproc_core.ports.auth import AccessToken, PasswordHasher, TokenIssuer
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter, UrlCache
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
-from imgproc_core.ports.messaging import JobPublisher
+from imgproc_core.ports.messaging import DeadLetterPublisher, JobPublisher
 from imgproc_core.ports.metrics import JobMetrics
 from imgproc_core.ports.persistence import (
     ImageRepository,
@@ -25,6 +25,7 @@ __all__ = [
     "AccessToken",
     "BlobStorage",
     "Clock",
+    "DeadLetterPublisher",
     "EncodedImage",
     "ImageCodec",
     "ImageInfo",

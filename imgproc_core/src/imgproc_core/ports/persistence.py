@@ -108,6 +108,16 @@ class JobQueue(Protocol):
         """Give the job back, due again after ``delay_seconds``, with one more attempt counted."""
         ...
 
+    def renew_lease(self, job_id: str, worker: str, lease_seconds: float) -> bool:
+        """Keep holding a job that ``worker`` claimed: its lease now ends ``lease_seconds``
+        from now (0 lets it go at once, for any worker to claim), its attempts untouched.
+
+        True while the job is still ``worker``'s, even if its lease ran out meanwhile and no
+        one else claimed it; False, changing nothing, once it is not (acknowledged, given
+        back, or claimed by another worker after the lease ran out).
+        """
+        ...
+
     def pending_count(self) -> int: ...
 
 

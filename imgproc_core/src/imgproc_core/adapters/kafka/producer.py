@@ -11,29 +11,23 @@ from typing import Any, Final
 from kafka import KafkaProducer
 
 from imgproc_core.adapters.kafka.errors import translated_errors
-from imgproc_core.adapters.kafka.messages import (
+from imgproc_core.domain.jobs import TransformJob
+from imgproc_core.ports.messages import (
     DeadLetter,
+    dead_letter_key,
     encode_dead_letter,
     encode_job,
     job_key,
 )
-from imgproc_core.domain.jobs import TransformJob
+from imgproc_core.settings import bootstrap_list
 
-__all__ = ["KafkaDeadLetterPublisher", "KafkaJobPublisher", "ProducerTimeouts", "bootstrap_list"]
+__all__ = ["KafkaDeadLetterPublisher", "KafkaJobPublisher", "ProducerTimeouts"]
 
 logger = logging.getLogger(__name__)
 
 #: How long records wait for more to share their request: a batch of the relay goes out in a
 #: few requests instead of one per job, for a few milliseconds of latency.
 LINGER_MS: Final = 5
-
-
-def bootstrap_list(bootstrap_servers: str) -> list[str]:
-    """``"host1:9092, host2:9092"`` -> ``["host1:9092", "host2:9092"]``."""
-    servers = [server.strip() for server in bootstrap_servers.split(",") if server.strip()]
-    if not servers:
-        raise ValueError("no Kafka bootstrap server given")
-    return servers
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +112,7 @@ class _Producer:
 class KafkaJobPublisher:
     """:class:`~imgproc_core.ports.JobPublisher` on a Kafka topic.
 
-    Each job is a :class:`~imgproc_core.adapters.kafka.messages.TransformRequested` message keyed
+    Each job is a :class:`~imgproc_core.ports.messages.TransformRequested` message keyed
     by its source image id, so the jobs of one image land in one partition, in order. The
     producer waits for every in-sync replica (``acks="all"``) and is idempotent, so its own
     retries add no duplicates; :meth:`flush` returns once every message published since the
@@ -182,9 +176,10 @@ class KafkaJobPublisher:
 
 
 class KafkaDeadLetterPublisher:
-    """Parks job messages on the dead-letter topic, one :class:`DeadLetter` each, keyed like
-    the job (its image id) when it could be read. :meth:`publish` returns once the broker has
-    stored the letter. Thread-safe: the worker's threads share it."""
+    """:class:`~imgproc_core.ports.DeadLetterPublisher` on the dead-letter topic: one
+    :class:`DeadLetter` a message, keyed by :func:`dead_letter_key` (the job's image id when
+    the message could be read). :meth:`publish` returns once every in-sync replica has stored
+    the letter. Thread-safe: the worker's threads share it."""
 
     def __init__(
         self,
@@ -203,10 +198,7 @@ class KafkaDeadLetterPublisher:
         return self._topic
 
     def publish(self, letter: DeadLetter) -> None:
-        if letter.job is not None:
-            key: bytes | None = letter.job.image_id.encode()
-        else:
-            key = None if letter.key is None else letter.key.encode()
+        key = dead_letter_key(letter)
         producer = self._producer.get()
         try:
             with translated_errors("publishing a dead letter"):

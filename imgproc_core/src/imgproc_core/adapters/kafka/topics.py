@@ -9,7 +9,7 @@ from kafka import KafkaAdminClient
 from kafka.errors import TopicAlreadyExistsError, for_code
 
 from imgproc_core.adapters.kafka.errors import translated_errors
-from imgproc_core.adapters.kafka.producer import bootstrap_list
+from imgproc_core.settings import bootstrap_list
 
 __all__ = ["ensure_topics"]
 

@@ -9,7 +9,11 @@ from imgproc_core.adapters.memory.auth import InMemoryPasswordHasher, InMemoryTo
 from imgproc_core.adapters.memory.cache import InMemoryRateLimiter, InMemoryUrlCache
 from imgproc_core.adapters.memory.clock import ManualClock
 from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
-from imgproc_core.adapters.memory.messaging import InMemoryJobPublisher
+from imgproc_core.adapters.memory.messaging import (
+    InMemoryDeadLetterPublisher,
+    InMemoryJobPublisher,
+)
+from imgproc_core.adapters.memory.metrics import EndedAttempt, InMemoryJobMetrics
 from imgproc_core.adapters.memory.persistence import (
     InMemoryDatabase,
     InMemoryImageRepository,
@@ -26,10 +30,13 @@ from imgproc_core.adapters.memory.storage import (
 )
 
 __all__ = [
+    "EndedAttempt",
     "InMemoryBlobStorage",
     "InMemoryDatabase",
+    "InMemoryDeadLetterPublisher",
     "InMemoryImageCodec",
     "InMemoryImageRepository",
+    "InMemoryJobMetrics",
     "InMemoryJobPublisher",
     "InMemoryJobQueue",
     "InMemoryPasswordHasher",

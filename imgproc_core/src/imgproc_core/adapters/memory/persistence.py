@@ -430,6 +430,17 @@ class InMemoryJobQueue:
             retried = replace(row, job=job, due_at=due_at, leased_by=None, leased_until=None)
             self._tx.jobs.write(job_id, retried)
 
+    def renew_lease(self, job_id: str, worker: str, lease_seconds: float) -> bool:
+        if lease_seconds < 0:
+            raise ValueError("a lease ends now or later, not in the past")
+        with self._tx.database.lock:
+            row = self._tx.jobs.get(job_id)
+            if row is None or row.leased_by != worker:
+                return False
+            leased_until = self._tx.clock.now() + timedelta(seconds=lease_seconds)
+            self._tx.jobs.write(job_id, replace(row, leased_until=leased_until))
+            return True
+
     def pending_count(self) -> int:
         """Jobs not acknowledged yet, leased or not."""
         with self._tx.database.lock:

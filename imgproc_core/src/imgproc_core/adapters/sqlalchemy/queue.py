@@ -139,6 +139,20 @@ class SqlAlchemyJobQueue:
                 .execution_options(synchronize_session=False)
             )
 
+    def renew_lease(self, job_id: str, worker: str, lease_seconds: float) -> bool:
+        if lease_seconds < 0:
+            raise ValueError("a lease ends now or later, not in the past")
+        lease_until = utc(self._clock.now()) + timedelta(seconds=lease_seconds)
+        with translated_errors():
+            renewed = self._session.execute(
+                update(JobRow)
+                .where(JobRow.id == job_id, JobRow.leased_by == worker)
+                .values(lease_until=lease_until)
+                .returning(JobRow.id)
+                .execution_options(synchronize_session=False)
+            ).one_or_none()
+        return renewed is not None
+
     def pending_count(self) -> int:
         with translated_errors():
             count = self._session.scalar(select(func.count()).select_from(JobRow))

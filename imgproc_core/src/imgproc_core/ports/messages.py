@@ -1,5 +1,10 @@
 """The messages on the job topic and on its dead-letter topic, as they travel: JSON objects with
-a ``type`` field that names the message and its version.
+a ``type`` field that names the message and its version; and :class:`Delivery`, a message as a
+consumer received it.
+
+They live beside the ports because the ports name them (a dead-letter publisher publishes a
+:class:`DeadLetter`), and so that a worker shell reads and parks messages without importing an
+adapter: the broker's adapter only moves their bytes.
 
 A consumer that meets a ``type`` it does not know, a field it does not know, or a value of the
 wrong type refuses the message whole (:class:`MalformedMessage`) rather than guess: a new
@@ -8,6 +13,7 @@ version gets a new tag, and old consumers park it instead of misreading it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -21,8 +27,10 @@ __all__ = [
     "JOB_TAG",
     "DeadLetter",
     "DeadLetterCode",
+    "Delivery",
     "MalformedMessage",
     "TransformRequested",
+    "dead_letter_key",
     "decode_dead_letter",
     "decode_job",
     "encode_dead_letter",
@@ -107,6 +115,17 @@ class DeadLetter(
     dead_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A message as the consumer delivered it: where it was, and its bytes as they came."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 # A union of tagged structs makes the tag required: a message without ``type`` is refused
 # rather than read as the newest version.
 _decoder: Final[msgspec.json.Decoder[TransformRequested | DeadLetter]] = msgspec.json.Decoder(
@@ -133,6 +152,14 @@ def decode_job(value: bytes | None) -> TransformRequested:
     if not isinstance(message, TransformRequested):
         raise MalformedMessage(f"a {DEAD_LETTER_TAG} message, not a {JOB_TAG} one")
     return message
+
+
+def dead_letter_key(letter: DeadLetter) -> bytes | None:
+    """The key a dead letter is stored under: its job's image id when the message could be
+    read, else the original message's key (None when it had none)."""
+    if letter.job is not None:
+        return letter.job.image_id.encode()
+    return None if letter.key is None else letter.key.encode()
 
 
 def encode_dead_letter(letter: DeadLetter) -> bytes:
