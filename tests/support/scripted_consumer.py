@@ -71,6 +71,8 @@ class ScriptedConsumer:
     #: Commits to refuse with ``RebalanceInProgressError`` before accepting any.
     refuse_commits: int = 0
     refused: int = 0
+    #: How long a poll with nothing to return waits at most (its timeout, up to this).
+    idle_poll_ms: int = 2
     played: list[str] = field(default_factory=list)
     polls: int = 0
     closed: bool = False
@@ -79,6 +81,13 @@ class ScriptedConsumer:
         self._lock = threading.Lock()
         self._assignment = {tp(number) for number in self.assigned}
         self._started = False
+        self._polling_thread: int | None = None
+
+    def _on_polling_thread(self, what: str) -> None:
+        """kafka-python's consumer is not thread-safe: everything but the listener happens on
+        the thread that polls (the listener runs on the network thread, see :meth:`_notify`)."""
+        caller = threading.get_ident()
+        assert self._polling_thread in (None, caller), f"{what} called off the polling thread"
 
     # -- what the worker calls --------------------------------------------------------------
 
@@ -98,19 +107,23 @@ class ScriptedConsumer:
             return set(self.paused_partitions)
 
     def pause(self, *partitions: TopicPartition) -> None:
+        self._on_polling_thread("pause")
         with self._lock:
             self.paused_partitions.update(partitions)
 
     def resume(self, *partitions: TopicPartition) -> None:
+        self._on_polling_thread("resume")
         with self._lock:
             self.paused_partitions.difference_update(partitions)
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._on_polling_thread("seek")
         with self._lock:
             assert partition in self._assignment, f"seek on {partition}, not assigned"
             self.positions[partition] = offset
 
     def commit(self, offsets: dict[TopicPartition, Any], timeout_ms: int | None = None) -> None:
+        self._on_polling_thread("commit")
         with self._lock:
             if self.refused < self.refuse_commits:
                 self.refused += 1
@@ -128,6 +141,8 @@ class ScriptedConsumer:
         self.closed = True
 
     def poll(self, timeout_ms: int = 0, max_records: int | None = None) -> dict[Any, list[Any]]:
+        self._on_polling_thread("poll")
+        self._polling_thread = threading.get_ident()
         self.polls += 1
         if not self._started:
             # The first join: the listener hears of the first assignment too.
@@ -137,7 +152,7 @@ class ScriptedConsumer:
         batch = self._fetch(min(max_records or 500, self.batch_limit))
         self._play(after_fetch=True)
         if not batch:
-            time.sleep(min(timeout_ms, 2) / 1000)
+            time.sleep(min(timeout_ms, self.idle_poll_ms) / 1000)
         return batch
 
     # -- what a script does -----------------------------------------------------------------
@@ -173,12 +188,25 @@ class ScriptedConsumer:
     # -- inside -----------------------------------------------------------------------------
 
     def _notify(self, *, revoked: set[TopicPartition], assigned: set[TopicPartition]) -> None:
+        """Call the listener as kafka-python does: on its network thread."""
         if self.listener is None:
             return
-        if revoked:
-            self.listener.on_partitions_revoked(sorted(revoked))
-        if assigned:
-            self.listener.on_partitions_assigned(sorted(assigned))
+        errors: list[BaseException] = []
+
+        def call() -> None:
+            try:
+                if revoked:
+                    self.listener.on_partitions_revoked(sorted(revoked))
+                if assigned:
+                    self.listener.on_partitions_assigned(sorted(assigned))
+            except BaseException as exc:
+                errors.append(exc)
+
+        network = threading.Thread(target=call, name="scripted-kafka-io")
+        network.start()
+        network.join()
+        if errors:
+            raise errors[0]
 
     def _play(self, *, after_fetch: bool) -> None:
         while self.script and self.script[0].after_fetch is after_fetch and self.script[0].when():

@@ -219,7 +219,9 @@ class Membership:
             logger.info("could not describe group %s: %s", self._group, exc)
             return True
         left_out = member not in members
-        if state != "Stable" or not (left_out or commits_refused):
+        # An empty group has settled too: without this worker, which the broker expelled.
+        settled = state == "Stable" or (state == "Empty" and left_out)
+        if not settled or not (left_out or commits_refused):
             self._misses = 0
             return True
         self._misses += 1
@@ -227,7 +229,7 @@ class Membership:
             return True
         if left_out:
             raise NotAMember(
-                f"the group {self._group} is stable without this worker "
+                f"the group {self._group} is {state.lower()} without this worker "
                 f"(member {member or 'none'}; members: {', '.join(sorted(members)) or 'none'})"
             )
         raise NotAMember(
@@ -592,7 +594,9 @@ class Worker:
                 logger.info("%d job(s) not started are left to the next owner", dropped)
         sought: set[TopicPartition] = set()
         for partition in again:
-            low = self._ledger.restart(partition)
+            low, finished = self._ledger.restart(partition)
+            if finished is not None:
+                self._farewell[partition] = (finished, now)
             dropped = self._backlog.drop([partition])
             logger.info("revoked %s", _names([partition]))
             if low is not None:
@@ -652,8 +656,11 @@ class Worker:
         left to commit."""
         self._committed_at = now = time.monotonic()
         offsets = self._ledger.committable()
-        for partition, (_, since) in list(self._farewell.items()):
-            if now - since > self._options.final_commit_seconds or partition in offsets:
+        for partition, (point, since) in list(self._farewell.items()):
+            if (
+                now - since > self._options.final_commit_seconds
+                or offsets.get(partition, -1) >= point
+            ):
                 del self._farewell[partition]
         request = {partition: offset for partition, (offset, _) in self._farewell.items()}
         request.update(offsets)

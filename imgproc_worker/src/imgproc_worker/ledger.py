@@ -95,10 +95,11 @@ class OffsetLedger(Generic[P]):
                     offsets[partition] = point
             return offsets
 
-    def restart(self, partition: P) -> int | None:
-        """Begin a new tenure of a partition that stays assigned; return where its records
-        must be read again from (:meth:`_Partition.low_watermark` of the old tenure), or None
-        when the old tenure took nothing.
+    def restart(self, partition: P) -> tuple[int | None, int | None]:
+        """Begin a new tenure of a partition that stays assigned. Return where its records
+        must be read again from (the old tenure's first offset not finished; None when it took
+        nothing), and where the partition may be committed to (the old tenure's finished
+        prefix, when it moved past the last commit).
 
         For a partition that was revoked and assigned back between two looks at the
         consumer's assignment: jobs of the old tenure still running may finish, but are
@@ -107,7 +108,9 @@ class OffsetLedger(Generic[P]):
         with self._lock:
             old = self._partitions.get(partition)
             self._partitions[partition] = _Partition()
-            return None if old is None else old.low_watermark()
+            if old is None:
+                return None, None
+            return old.low_watermark(), old.commit_point()
 
     def partitions(self) -> set[P]:
         with self._lock:

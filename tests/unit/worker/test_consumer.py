@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -269,3 +269,35 @@ def test_every_record_runs_once_and_is_committed_when_nothing_moves(threads: int
 
     assert sorted(jobs.started) == sorted(jobs.finished)
     assert len(jobs.started) == 55
+
+
+def test_a_free_thread_takes_the_next_job_from_the_backlog_without_waiting_for_a_poll() -> None:
+    """Polls take their whole timeout here when they have nothing to return; the jobs still
+    run one after another from what one poll fetched ahead."""
+    jobs = Jobs()
+    consumer = ScriptedConsumer(records={0: 20}, assigned={0}, idle_poll_ms=10_000)
+    slow_polls = replace(options(threads=1, prefetch=19), poll_seconds=10.0)
+    with running(consumer, jobs, slow_polls):
+        wait_until(lambda: len(jobs.finished) == 20, "finished every job")
+        polls = consumer.polls
+
+    assert polls <= 3
+
+
+def test_the_listener_touches_nothing_and_the_consumer_is_used_on_one_thread() -> None:
+    """The scripted consumer calls the listener on a thread of its own and fails any call
+    made off the polling thread: a rebalance in the middle of the work passes."""
+    jobs = Jobs()
+    consumer = ScriptedConsumer(records={0: 10, 1: 10}, assigned={0, 1}, batch_limit=3)
+    consumer.script = [
+        Step("moved", lambda: len(jobs.finished) >= 3, lambda c: c.cooperative([1])),
+        Step("back", lambda: len(jobs.finished) >= 8, lambda c: c.cooperative([0, 1])),
+    ]
+    with running(consumer, jobs):
+        wait_until(
+            lambda: consumer.committed.get(tp(0)) == 10 and consumer.committed.get(tp(1)) == 10,
+            "committed everything",
+        )
+
+    assert consumer.played == ["moved", "back"]
+    assert_nothing_committed_unfinished(consumer, jobs)

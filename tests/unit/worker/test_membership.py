@@ -155,3 +155,12 @@ def test_commits_refused_while_the_broker_rebalances_too_are_no_evidence() -> No
     membership.check(Consumer("me"), commits_refused=True)
 
     assert broker.asked == 6
+
+
+def test_an_empty_group_twice_in_a_row_is_one_this_worker_was_expelled_from() -> None:
+    broker = Broker("Empty", set())
+    membership = Membership(GROUP, broker.describe, EVERY_TIME)
+
+    membership.check(Consumer("me"))
+    with pytest.raises(NotAMember, match="without this worker"):
+        membership.check(Consumer("me"))

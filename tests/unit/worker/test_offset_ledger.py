@@ -173,3 +173,37 @@ def test_threads_finishing_at_once_lose_no_offset() -> None:
         thread.join()
 
     assert ledger.committable() == {"p": 2000}
+
+
+def test_a_restarted_partition_is_read_again_from_its_first_unfinished_offset() -> None:
+    ledger = ledger_with("p0")
+    old = ledger.take("p0", 0)
+    for offset in (1, 2, 3):
+        ledger.take("p0", offset)
+    ledger.finish("p0", 0)
+    ledger.finish("p0", 2)
+
+    assert ledger.restart("p0") == (1, 1)
+
+    # The old tenure's jobs are recorded nowhere; the new one starts empty.
+    assert not ledger.owns("p0", old)
+    ledger.finish("p0", 1, old)
+    assert ledger.committable() == {}
+    assert ledger.take("p0", 1)
+    assert ledger.in_hand() == 1
+
+
+def test_a_restart_of_a_partition_that_took_nothing_seeks_nowhere() -> None:
+    ledger = ledger_with("p0")
+
+    assert ledger.restart("p0") == (None, None)
+    assert ledger.owns("p0")
+
+
+def test_a_restart_after_everything_finished_reads_on_from_the_end() -> None:
+    ledger = ledger_with("p0")
+    for offset in (5, 6):
+        ledger.take("p0", offset)
+        ledger.finish("p0", offset)
+
+    assert ledger.restart("p0") == (7, 7)
