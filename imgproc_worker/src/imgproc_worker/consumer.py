@@ -104,7 +104,7 @@ class ConsumerOptions:
     connect_timeout_seconds: float = 10.0
     #: How often the worker asks the broker whether it is still a member of its group (see
     #: :class:`Membership`); 0 never does.
-    membership_check_seconds: float = 15.0
+    membership_check_seconds: float = 5.0
     #: How long a stopping worker keeps trying to commit what it finished (a rebalance under
     #: way refuses commits until it ends).
     final_commit_seconds: float = 30.0
