@@ -275,8 +275,8 @@ def test_a_free_thread_takes_the_next_job_from_the_backlog_without_waiting_for_a
     """Polls take their whole timeout here when they have nothing to return; the jobs still
     run one after another from what one poll fetched ahead."""
     jobs = Jobs()
-    consumer = ScriptedConsumer(records={0: 20}, assigned={0}, idle_poll_ms=10_000)
-    slow_polls = replace(options(threads=1, prefetch=19), poll_seconds=10.0)
+    consumer = ScriptedConsumer(records={0: 20}, assigned={0}, idle_poll_ms=1_000)
+    slow_polls = replace(options(threads=1, prefetch=19), poll_seconds=1.0)
     with running(consumer, jobs, slow_polls):
         wait_until(lambda: len(jobs.finished) == 20, "finished every job")
         polls = consumer.polls
