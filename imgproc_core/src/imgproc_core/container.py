@@ -206,6 +206,18 @@ def _kafka_dead_letter_publisher(settings: Settings) -> Iterator[Any]:
         publisher.close()
 
 
+def _job_metrics() -> Any:
+    # Prometheus's series where its client is installed (the HTTP and worker shells bring it);
+    # the core alone counts nothing.
+    try:
+        from imgproc_core.adapters.prometheus import PrometheusJobMetrics
+    except ImportError:
+        from imgproc_core.adapters.memory import NullJobMetrics
+
+        return NullJobMetrics()
+    return PrometheusJobMetrics()
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
@@ -263,6 +275,11 @@ class Container(containers.DeclarativeContainer):
     # -- messaging (the production profile's job path) -----------------------------------------
     job_publisher = providers.Resource(_kafka_job_publisher, settings)
     dead_letter_publisher = providers.Resource(_kafka_dead_letter_publisher, settings)
+
+    # -- what the workers report of their jobs -------------------------------------------------
+    #: One per process, shared by every job runner in it: the API's ``/metrics`` and a
+    #: worker's metrics port export it.
+    job_metrics = providers.Singleton(_job_metrics)
 
     # -- use cases -----------------------------------------------------------------------------
     register_user = providers.Singleton(

@@ -10,6 +10,7 @@ from imgproc_core.adapters.memory.cache import InMemoryRateLimiter, InMemoryUrlC
 from imgproc_core.adapters.memory.clock import ManualClock
 from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
 from imgproc_core.adapters.memory.messaging import InMemoryJobPublisher
+from imgproc_core.adapters.memory.metrics import InMemoryJobMetrics, JobEnded, NullJobMetrics
 from imgproc_core.adapters.memory.persistence import (
     InMemoryDatabase,
     InMemoryImageRepository,
@@ -30,6 +31,7 @@ __all__ = [
     "InMemoryDatabase",
     "InMemoryImageCodec",
     "InMemoryImageRepository",
+    "InMemoryJobMetrics",
     "InMemoryJobPublisher",
     "InMemoryJobQueue",
     "InMemoryPasswordHasher",
@@ -38,7 +40,9 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUrlCache",
     "InMemoryUserRepository",
+    "JobEnded",
     "ManualClock",
+    "NullJobMetrics",
     "QueuedJob",
     "check_blob_key",
     "check_blob_prefix",
