@@ -32,6 +32,7 @@ from imgproc_core.use_cases import (
     DisableUser,
     GetDownloadUrl,
     GetImageMetadata,
+    GetOutboxBacklog,
     GetServiceStats,
     GiveUpJob,
     ListImages,
@@ -348,6 +349,9 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         lease_seconds=settings.provided.job_lease_seconds,
         batch_size=RELAY_BATCH_SIZE,
+    )
+    get_outbox_backlog = providers.Singleton(
+        GetOutboxBacklog, uow_factory=unit_of_work.provider, clock=clock
     )
 
     # -- operators' use cases (the command line) -----------------------------------------------

@@ -13,7 +13,13 @@ from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import TransformJob
 from imgproc_core.domain.transformations import Resize, Transformation
 from imgproc_core.ports import UnitOfWorkFactory
-from imgproc_core.use_cases import RelayOutbox, RequestTransform, RequestTransformCommand
+from imgproc_core.use_cases import (
+    GetOutboxBacklog,
+    OutboxBacklog,
+    RelayOutbox,
+    RequestTransform,
+    RequestTransformCommand,
+)
 
 Upload = Callable[..., Image]
 LEASE = 30.0
@@ -129,3 +135,22 @@ def test_a_relay_needs_a_lease_and_a_batch(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         RelayOutbox(uow_factory, publisher, clock, "r", lease_seconds=lease, batch_size=batch)
+
+
+def test_the_backlog_counts_the_jobs_and_ages_the_oldest(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    backlog = GetOutboxBacklog(uow_factory, clock)
+    # The fixture queued five jobs a second apart and then moved on a second.
+    assert backlog() == OutboxBacklog(depth=5, oldest_age_seconds=5.0)
+    clock.advance(10)
+    assert backlog() == OutboxBacklog(depth=5, oldest_age_seconds=15.0)
+
+    assert relay(uow_factory, publisher, clock, batch_size=2)() == 2
+    assert backlog() == OutboxBacklog(depth=3, oldest_age_seconds=13.0)
+
+    relay(uow_factory, publisher, clock, batch_size=10)()
+    assert backlog() == OutboxBacklog(depth=0, oldest_age_seconds=0.0)

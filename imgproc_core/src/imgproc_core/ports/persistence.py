@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -109,6 +110,11 @@ class JobQueue(Protocol):
         ...
 
     def pending_count(self) -> int: ...
+
+    def oldest_enqueued_at(self) -> datetime | None:
+        """When the job that has been in the queue longest was queued, leased or not (a retry
+        keeps the job's first time); None when the queue is empty."""
+        ...
 
 
 class UnitOfWork(Protocol):

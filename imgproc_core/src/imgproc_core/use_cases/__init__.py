@@ -49,7 +49,7 @@ from imgproc_core.use_cases.images import (
     download_cache_key,
     owned_image,
 )
-from imgproc_core.use_cases.relay import RelayOutbox
+from imgproc_core.use_cases.relay import GetOutboxBacklog, OutboxBacklog, RelayOutbox
 from imgproc_core.use_cases.transforms import (
     JobOutcome,
     JobOutcomeStatus,
@@ -78,6 +78,7 @@ __all__ = [
     "Download",
     "GetDownloadUrl",
     "GetImageMetadata",
+    "GetOutboxBacklog",
     "GetServiceStats",
     "GiveUpJob",
     "GiveUpJobCommand",
@@ -93,6 +94,7 @@ __all__ = [
     "ListUsersQuery",
     "LogIn",
     "LogInCommand",
+    "OutboxBacklog",
     "ProcessTransformJob",
     "PurgeReport",
     "PurgeUserImages",

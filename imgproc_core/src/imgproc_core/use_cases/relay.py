@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from imgproc_core.ports import Clock, JobPublisher, UnitOfWorkFactory
 
-__all__ = ["RelayOutbox"]
+__all__ = ["GetOutboxBacklog", "OutboxBacklog", "RelayOutbox"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,3 +78,31 @@ class RelayOutbox:
             )
         logger.debug("relayed %d jobs", len(jobs))
         return len(jobs)
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """What waits in the outbox: how many jobs, and how long the oldest has waited (0 when
+    there is none)."""
+
+    depth: int
+    oldest_age_seconds: float
+
+
+class GetOutboxBacklog:
+    """The outbox's backlog, read in one transaction: for an operator's metrics. A backlog
+    that grows, or whose oldest job keeps ageing, means jobs are not reaching the broker."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+
+    def __call__(self) -> OutboxBacklog:
+        with self._uow_factory() as uow:
+            depth = uow.jobs.pending_count()
+            oldest = uow.jobs.oldest_enqueued_at()
+        if oldest is None:
+            return OutboxBacklog(depth, 0.0)
+        # Clocks of different hosts may disagree a little: an age is never negative.
+        age = max(0.0, (self._clock.now() - oldest).total_seconds())
+        return OutboxBacklog(depth, age)

@@ -435,6 +435,10 @@ class InMemoryJobQueue:
         with self._tx.database.lock:
             return len(self._tx.jobs.rows())
 
+    def oldest_enqueued_at(self) -> datetime | None:
+        with self._tx.database.lock:
+            return min((row.enqueued_at for row in self._tx.jobs.rows()), default=None)
+
 
 class InMemoryUnitOfWork:
     """:class:`~imgproc_core.ports.UnitOfWork` on an :class:`InMemoryDatabase`.

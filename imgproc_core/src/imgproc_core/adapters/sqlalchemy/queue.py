@@ -6,7 +6,7 @@ and so that all writers agree on one notion of "due".
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -143,3 +143,8 @@ class SqlAlchemyJobQueue:
         with translated_errors():
             count = self._session.scalar(select(func.count()).select_from(JobRow))
         return count or 0
+
+    def oldest_enqueued_at(self) -> datetime | None:
+        with translated_errors():
+            oldest = self._session.scalar(select(func.min(JobRow.created_at)))
+        return None if oldest is None else utc(oldest)
