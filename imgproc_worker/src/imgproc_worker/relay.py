@@ -8,6 +8,7 @@ from typing import Final
 
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.use_cases import RelayOutbox
+from imgproc_worker.metrics import RelayMetrics
 
 __all__ = ["RelayLoop"]
 
@@ -34,10 +35,12 @@ class RelayLoop:
         *,
         idle_seconds: float = IDLE_SECONDS,
         backoff_max_seconds: float = _BACKOFF_MAX_SECONDS,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self._relay = relay
         self._idle = idle_seconds
         self._backoff_max = backoff_max_seconds
+        self._metrics = metrics
         self.relayed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -46,12 +49,14 @@ class RelayLoop:
             try:
                 count = self._relay()
             except DependencyUnavailable as exc:
+                self._failed()
                 failures += 1
                 delay = self._delay(failures)
                 logger.warning("relay failed: %s; trying again in %.1f s", exc.message, delay)
                 stop.wait(delay)
                 continue
             except Exception:
+                self._failed()
                 failures += 1
                 delay = self._delay(failures)
                 logger.exception("relay failed unexpectedly; trying again in %.1f s", delay)
@@ -63,8 +68,14 @@ class RelayLoop:
             self.relayed += count
             if count:
                 logger.info("relayed %d job(s)", count)
+                if self._metrics is not None:
+                    self._metrics.relayed(count)
             if count < self._relay.batch_size:
                 stop.wait(self._idle)
+
+    def _failed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.relay_failed()
 
     def _delay(self, failures: int) -> float:
         return float(min(self._backoff_max, _BACKOFF_SECONDS * 2.0 ** min(failures - 1, 32)))

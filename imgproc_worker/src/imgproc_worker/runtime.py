@@ -4,6 +4,7 @@ environment (``IMGPROC_*``), SIGTERM and SIGINT stop them cleanly, exit status 0
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import signal
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from types import FrameType
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from imgproc_core.adapters.kafka import ensure_topics
 from imgproc_core.adapters.pillow.allocator import tune_allocator
@@ -23,6 +24,13 @@ from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler, RetryPolicy
+from imgproc_worker.metrics import (
+    ConsumerMetrics,
+    RelayMetrics,
+    metrics_served,
+    process_registry,
+    register_if_collector,
+)
 from imgproc_worker.relay import RelayLoop
 
 __all__ = [
@@ -77,10 +85,15 @@ def _ensure_topics(settings: Settings) -> None:
 
 def run_worker(container: Container, stop: threading.Event) -> None:
     """Consume and render jobs until ``stop`` is set (the container's resources are the
-    caller's to open and close)."""
+    caller's to open and close), serving metrics on ``IMGPROC_WORKER_METRICS_PORT``."""
     settings: Settings = container.settings()
     _require_kafka(settings, "worker")
     worker_id = process_id()
+    registry = process_registry()
+    # The job runner reports to the container's job metrics; the consumer to its own.
+    register_if_collector(registry, container.job_metrics())
+    consumer_metrics = ConsumerMetrics()
+    registry.register(consumer_metrics)
     handler = MessageHandler(
         process=container.process_transform_job(),
         give_up=container.give_up_job(),
@@ -97,28 +110,45 @@ def run_worker(container: Container, stop: threading.Event) -> None:
         worker_options(settings),
         worker_id,
         before_connect=partial(_ensure_topics, settings),
+        **_consumer_metrics_argument(consumer_metrics),
     )
-    worker.run(stop)
+    with metrics_served(registry, settings.metrics_host, settings.worker_metrics_port):
+        worker.run(stop)
+
+
+def _consumer_metrics_argument(metrics: ConsumerMetrics) -> dict[str, Any]:
+    # The consumer takes ``metrics=`` from the version that reports its lag and rebalances;
+    # an older one is given nothing, and the consumer series stay at their start.
+    if "metrics" in inspect.signature(Worker).parameters:
+        return {"metrics": metrics}
+    return {}
 
 
 def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
-    """Relay the outbox to Kafka until ``stop`` is set; returns the loop (its ``relayed``
-    count) once stopped."""
+    """Relay the outbox to Kafka until ``stop`` is set, serving metrics on
+    ``IMGPROC_RELAY_METRICS_PORT``; returns the loop (its ``relayed`` count) once stopped."""
     settings: Settings = container.settings()
     _require_kafka(settings, "relay")
-    loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"))
-    failures = 0
-    while not stop.is_set():
-        try:
-            _ensure_topics(settings)
-            break
-        except DependencyUnavailable as exc:
-            failures += 1
-            delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
-            logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
-            stop.wait(delay)
-    logger.info("relaying the outbox to %s", settings.kafka_topic)
-    loop.run(stop)
+    registry = process_registry()
+    metrics = RelayMetrics(container.get_outbox_backlog())
+    registry.register(metrics)
+    loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"), metrics=metrics)
+    # Served from the start: the outbox fills up while the broker is away, which is when an
+    # operator looks.
+    with metrics_served(registry, settings.metrics_host, settings.relay_metrics_port):
+        failures = 0
+        while not stop.is_set():
+            try:
+                _ensure_topics(settings)
+                break
+            except DependencyUnavailable as exc:
+                metrics.relay_failed()
+                failures += 1
+                delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
+                logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
+                stop.wait(delay)
+        logger.info("relaying the outbox to %s", settings.kafka_topic)
+        loop.run(stop)
     return loop
 
 
