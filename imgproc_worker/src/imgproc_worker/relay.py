@@ -10,14 +10,16 @@ from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.use_cases import RelayOutbox
 from imgproc_worker.metrics import RelayMetrics
 
-__all__ = ["RelayLoop"]
+__all__ = ["BACKOFF_MAX_SECONDS", "RelayLoop"]
 
 logger = logging.getLogger(__name__)
 
 #: How often an idle relay looks at the outbox again.
 IDLE_SECONDS: Final = 0.2
 _BACKOFF_SECONDS: Final = 0.5
-_BACKOFF_MAX_SECONDS: Final = 30.0
+#: The longest wait between two attempts while the broker or the database is down: it bounds
+#: how long after their return the relay resumes, for one attempt every 2 s meanwhile.
+BACKOFF_MAX_SECONDS: Final = 2.0
 
 
 class RelayLoop:
@@ -25,7 +27,7 @@ class RelayLoop:
 
     A full batch is followed at once by the next; otherwise the relay rests ``idle_seconds``.
     When the broker or the database is down it retries with exponential backoff (0.5 s
-    doubling to 30 s) and says so once per failure; the rows wait in the outbox meanwhile.
+    doubling to 2 s) and says so once per failure; the rows wait in the outbox meanwhile.
     Several relays may run at once: leases keep them off each other's rows.
     """
 
@@ -34,7 +36,7 @@ class RelayLoop:
         relay: RelayOutbox,
         *,
         idle_seconds: float = IDLE_SECONDS,
-        backoff_max_seconds: float = _BACKOFF_MAX_SECONDS,
+        backoff_max_seconds: float = BACKOFF_MAX_SECONDS,
         metrics: RelayMetrics | None = None,
     ) -> None:
         self._relay = relay

@@ -31,7 +31,7 @@ from imgproc_worker.metrics import (
     process_registry,
     register_if_collector,
 )
-from imgproc_worker.relay import RelayLoop
+from imgproc_worker.relay import BACKOFF_MAX_SECONDS, RelayLoop
 
 __all__ = [
     "LOG_FORMAT",
@@ -144,7 +144,9 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
             except DependencyUnavailable as exc:
                 metrics.relay_failed()
                 failures += 1
-                delay = min(30.0, 0.5 * 2.0 ** (failures - 1))
+                # Capped like the loop's own backoff, so that the broker's return is noticed
+                # within seconds however long it was away.
+                delay = min(BACKOFF_MAX_SECONDS, 0.5 * 2.0 ** (failures - 1))
                 logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
                 stop.wait(delay)
         logger.info("relaying the outbox to %s", settings.kafka_topic)

@@ -1,0 +1,79 @@
+"""A relay started while the broker is down relays the outbox within seconds of the broker's
+return, however long it was away.
+
+It used to wait out up to 30 s more: kafka-python's admin client backs off its reconnections
+up to 30 s within one attempt at the topics, and the relay's own backoff between attempts grew
+to 30 s as well. Both are capped now (1 s and 2 s).
+
+The broker is the one every test shares: this module has it to itself, and starts it again
+however the test ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.production.deployment import (
+    ServiceScript,
+    production_deployment,
+    restarted_at_exit,
+)
+from tests.support.kafka import kafka_bootstrap
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+logger = logging.getLogger(__name__)
+
+PARTITIONS = 2
+JOBS = 6
+#: Long enough for both old backoffs to have reached 30 s (0.5 s doubling: 31.5 s of waits).
+BROKER_AWAY_SECONDS = 40.0
+#: From the broker answering again to an empty outbox: the capped backoffs (at most 2 s and
+#: 1 s), the topics checked, one batch published; with room for a busy machine. The old
+#: relay took up to 30 s more (16 s in the run that checked this test against it; 0.8 s now).
+RESUMED_WITHIN_SECONDS = 8.0
+ORIGINAL = "basn2c08.png"
+
+
+def test_a_relay_started_while_the_broker_is_down_resumes_within_seconds_of_its_return(
+    tmp_path: Path, corpus_dir: Path
+) -> None:
+    kafka = ServiceScript("kafka")
+    assert kafka_bootstrap() == kafka.run("bootstrap"), (
+        "the tests' broker is not the one scripts/services/kafka.sh controls"
+    )
+    with (
+        production_deployment(tmp_path, PARTITIONS) as (stack, deployed),
+        restarted_at_exit(kafka),
+    ):
+        container = stack.container()
+        stack.seed(
+            container,
+            corpus_dir / "pngsuite" / ORIGINAL,
+            [{"resize": {"width": 8 + n}} for n in range(JOBS)],
+        )
+        assert stack.outbox_size(container) == JOBS
+
+        kafka.stop()
+        relay = deployed.start_relay()
+        relay.wait_for_line(r"cannot create the topics")
+        time.sleep(BROKER_AWAY_SECONDS)
+        assert relay.running, relay.tail()
+        assert stack.outbox_size(container) == JOBS
+
+        kafka.start()
+        back_at = time.monotonic()
+        give_up = back_at + 120.0
+        while stack.outbox_size(container) > 0:
+            assert relay.running, relay.tail()
+            assert time.monotonic() < give_up, f"the outbox never emptied:\n{relay.tail()}"
+            time.sleep(0.1)
+        resumed_after = time.monotonic() - back_at
+        logger.info("outbox empty %.1f s after the broker was back", resumed_after)
+
+        assert resumed_after < RESUMED_WITHIN_SECONDS, relay.tail()
+        assert relay.terminate() == 0, relay.tail()
