@@ -12,7 +12,7 @@ from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import TransformJob
 from imgproc_core.domain.transformations import Resize, Transformation
-from imgproc_core.ports import UnitOfWorkFactory
+from imgproc_core.ports import UnitOfWork, UnitOfWorkFactory
 from imgproc_core.use_cases import (
     GetOutboxBacklog,
     OutboxBacklog,
@@ -77,17 +77,44 @@ def test_batches_are_published_oldest_first_and_leave_the_outbox(
     assert outbox_size(uow_factory) == 0
 
 
-def test_a_broker_down_keeps_the_rows_leased_until_the_lease_ends(
+def test_a_broker_down_gives_the_rows_back_for_the_next_attempt(
     uow_factory: UnitOfWorkFactory,
     publisher: InMemoryJobPublisher,
     clock: ManualClock,
     queued: list[TransformJob],
 ) -> None:
     publisher.available = False
+    down = relay(uow_factory, publisher, clock, "relay-1", batch_size=10)
     with pytest.raises(DependencyUnavailable):
-        relay(uow_factory, publisher, clock, "relay-down", batch_size=10)()
+        down()
     assert outbox_size(uow_factory) == 5
     assert publisher.delivered == []
+
+    # The broker is back: the next attempt publishes them, without waiting out a lease.
+    publisher.available = True
+    assert down() == 5
+    assert publisher.delivered == queued
+    assert outbox_size(uow_factory) == 0
+
+
+def test_rows_the_database_cannot_take_back_wait_for_their_lease(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    opened = 0
+
+    def second_one_fails() -> UnitOfWork:
+        nonlocal opened
+        opened += 1
+        if opened == 2:
+            raise DependencyUnavailable("the database is down", "database")
+        return uow_factory()
+
+    publisher.available = False
+    with pytest.raises(DependencyUnavailable, match="broker"):
+        relay(second_one_fails, publisher, clock, "relay-down", batch_size=10)()
 
     publisher.available = True
     other = relay(uow_factory, publisher, clock, "relay-up", batch_size=10)

@@ -109,6 +109,12 @@ class JobQueue(Protocol):
         """Give the job back, due again after ``delay_seconds``, with one more attempt counted."""
         ...
 
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        """Give back the jobs of ``job_ids`` that ``worker`` still holds, claimable at once as
+        they were, no attempt counted (a relay whose batch did not reach the broker). Jobs
+        gone, or leased by another worker since, are left as they are."""
+        ...
+
     def pending_count(self) -> int: ...
 
     def oldest_enqueued_at(self) -> datetime | None:

@@ -430,6 +430,13 @@ class InMemoryJobQueue:
             retried = replace(row, job=job, due_at=due_at, leased_by=None, leased_until=None)
             self._tx.jobs.write(job_id, retried)
 
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        with self._tx.database.lock:
+            for job_id in job_ids:
+                row = self._tx.jobs.get(job_id)
+                if row is not None and row.leased_by == worker:
+                    self._tx.jobs.write(job_id, replace(row, leased_by=None, leased_until=None))
+
     def pending_count(self) -> int:
         """Jobs not acknowledged yet, leased or not."""
         with self._tx.database.lock:

@@ -6,6 +6,7 @@ and so that all writers agree on one notion of "due".
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,17 @@ class SqlAlchemyJobQueue:
                     lease_until=None,
                     due_at=due_at,
                 )
+                .execution_options(synchronize_session=False)
+            )
+
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        with translated_errors():
+            self._session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.leased_by == worker)
+                .values(leased_by=None, lease_until=None)
                 .execution_options(synchronize_session=False)
             )
 
