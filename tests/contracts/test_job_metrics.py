@@ -42,7 +42,12 @@ def _memory() -> tuple[JobMetrics, Reader]:
             if ended.outcome not in ("already_ready", "gone", "unavailable")
         )
 
-    return metrics, Reader(lambda: metrics.in_flight, metrics.outcomes, metrics.dead_letters, timed)
+    return metrics, Reader(
+        lambda: metrics.in_flight,
+        lambda: Counter(metrics.outcomes),
+        lambda: Counter(metrics.dead_lettered),
+        timed,
+    )
 
 
 def _prometheus() -> tuple[JobMetrics, Reader]:

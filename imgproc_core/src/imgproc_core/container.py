@@ -209,13 +209,11 @@ def _kafka_dead_letter_publisher(settings: Settings) -> Iterator[Any]:
 
 def _job_metrics() -> Any:
     # Prometheus's series where its client is installed (the HTTP and worker shells bring it);
-    # the core alone counts nothing.
+    # without it, None: the job runner reports nowhere.
     try:
         from imgproc_core.adapters.prometheus import PrometheusJobMetrics
     except ImportError:
-        from imgproc_core.adapters.memory import NullJobMetrics
-
-        return NullJobMetrics()
+        return None
     return PrometheusJobMetrics()
 
 

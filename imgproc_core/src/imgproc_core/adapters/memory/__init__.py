@@ -10,7 +10,7 @@ from imgproc_core.adapters.memory.cache import InMemoryRateLimiter, InMemoryUrlC
 from imgproc_core.adapters.memory.clock import ManualClock
 from imgproc_core.adapters.memory.codec import InMemoryImageCodec, fake_image_bytes
 from imgproc_core.adapters.memory.messaging import InMemoryJobPublisher
-from imgproc_core.adapters.memory.metrics import InMemoryJobMetrics, JobEnded, NullJobMetrics
+from imgproc_core.adapters.memory.metrics import EndedAttempt, InMemoryJobMetrics
 from imgproc_core.adapters.memory.persistence import (
     InMemoryDatabase,
     InMemoryImageRepository,
@@ -27,6 +27,7 @@ from imgproc_core.adapters.memory.storage import (
 )
 
 __all__ = [
+    "EndedAttempt",
     "InMemoryBlobStorage",
     "InMemoryDatabase",
     "InMemoryImageCodec",
@@ -40,9 +41,7 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUrlCache",
     "InMemoryUserRepository",
-    "JobEnded",
     "ManualClock",
-    "NullJobMetrics",
     "QueuedJob",
     "check_blob_key",
     "check_blob_prefix",

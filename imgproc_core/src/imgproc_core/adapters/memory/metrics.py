@@ -1,18 +1,14 @@
-""":class:`~imgproc_core.ports.JobMetrics` without a metrics library: one that records every
-call, for tests and for services that read the counts themselves, and one that drops them."""
+"""Job metrics in lists: :class:`~imgproc_core.ports.JobMetrics` that remembers every call."""
 
 from __future__ import annotations
 
 import threading
-from collections import Counter
 from dataclasses import dataclass
-
-__all__ = ["InMemoryJobMetrics", "JobEnded", "NullJobMetrics"]
 
 
 @dataclass(frozen=True, slots=True)
-class JobEnded:
-    """One :meth:`~imgproc_core.ports.JobMetrics.job_ended` call, as it was made."""
+class EndedAttempt:
+    """One :meth:`~imgproc_core.ports.JobMetrics.job_ended` call."""
 
     outcome: str
     output_format: str | None
@@ -20,13 +16,43 @@ class JobEnded:
 
 
 class InMemoryJobMetrics:
-    """Keeps every event in lists and counters. Thread-safe: job threads report at once."""
+    """Records what a worker reported, for tests to read back. Thread-safe."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._started = 0
-        self._ended: list[JobEnded] = []
-        self._dead_letters: Counter[str] = Counter()
+        self._ended: list[EndedAttempt] = []
+        self._dead_lettered: list[str] = []
+
+    @property
+    def started(self) -> int:
+        """How many attempts began."""
+        with self._lock:
+            return self._started
+
+    @property
+    def in_flight(self) -> int:
+        """Attempts begun and not ended yet."""
+        with self._lock:
+            return self._started - len(self._ended)
+
+    @property
+    def ended(self) -> list[EndedAttempt]:
+        """Every ended attempt, in order."""
+        with self._lock:
+            return list(self._ended)
+
+    @property
+    def outcomes(self) -> list[str]:
+        """The outcome of every ended attempt, in order."""
+        with self._lock:
+            return [attempt.outcome for attempt in self._ended]
+
+    @property
+    def dead_lettered(self) -> list[str]:
+        """The code of every job or message parked, in order."""
+        with self._lock:
+            return list(self._dead_lettered)
 
     def job_started(self) -> None:
         with self._lock:
@@ -34,48 +60,8 @@ class InMemoryJobMetrics:
 
     def job_ended(self, outcome: str, output_format: str | None, seconds: float) -> None:
         with self._lock:
-            self._ended.append(JobEnded(outcome, output_format, seconds))
+            self._ended.append(EndedAttempt(outcome, output_format, seconds))
 
     def job_dead_lettered(self, code: str) -> None:
         with self._lock:
-            self._dead_letters[code] += 1
-
-    @property
-    def started(self) -> int:
-        with self._lock:
-            return self._started
-
-    @property
-    def ended(self) -> list[JobEnded]:
-        """Every attempt that ended, in the order reported."""
-        with self._lock:
-            return list(self._ended)
-
-    @property
-    def in_flight(self) -> int:
-        """Attempts started and not ended yet."""
-        with self._lock:
-            return self._started - len(self._ended)
-
-    def outcomes(self) -> Counter[str]:
-        """How many attempts ended with each outcome."""
-        with self._lock:
-            return Counter(ended.outcome for ended in self._ended)
-
-    def dead_letters(self) -> Counter[str]:
-        """How many jobs or messages were parked, by dead-letter code."""
-        with self._lock:
-            return Counter(self._dead_letters)
-
-
-class NullJobMetrics:
-    """Counts nothing: for a worker whose metrics nobody reads."""
-
-    def job_started(self) -> None:
-        pass
-
-    def job_ended(self, outcome: str, output_format: str | None, seconds: float) -> None:
-        pass
-
-    def job_dead_lettered(self, code: str) -> None:
-        pass
+            self._dead_lettered.append(code)
