@@ -19,7 +19,8 @@ from typing import Any
 
 import pytest
 from dependency_injector import providers
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.partitioner.default import murmur2
 
 from imgproc_core.adapters.kafka import (
@@ -409,6 +410,25 @@ def _seed_every_partition(
     return seeded
 
 
+def wait_until(condition: Callable[[], bool], what: str) -> None:
+    give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up, f"never {what}"
+        time.sleep(0.05)
+
+
+def _assert_all_ready_and_written(
+    stack: ProductionStack, seeded: list[Seeded], images: list[Image]
+) -> None:
+    sources = {batch.source.storage_key for batch in seeded}
+    derived_files = [key for key in stack.blob_files() if key not in sources]
+    assert derived_files == sorted(image.storage_key for image in images)
+    for image in images:
+        assert image.status is JobStatus.READY, image.failure_reason
+        assert (stack.storage_dir / image.storage_key).stat().st_size == image.size_bytes
+    assert sum(end_offsets(stack.topics.bootstrap, stack.topics.dead_letter_topic).values()) == 0
+
+
 def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
     stack: ProductionStack, original: Path
 ) -> None:
@@ -421,12 +441,6 @@ def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
     first_container.process_transform_job.override(providers.Object(first))
     second = _SlowProcess(second_container.process_transform_job(), 0.3)
     second_container.process_transform_job.override(providers.Object(second))
-
-    def wait_until(condition: Callable[[], bool], what: str) -> None:
-        give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
-        while not condition():
-            assert time.monotonic() < give_up, f"never {what}"
-            time.sleep(0.05)
 
     with ExitStack() as running:
         first_worker = running.enter_context(_RunningWorker(first_container))
@@ -444,13 +458,7 @@ def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
         wait_until_committed(stack.topics.bootstrap, stack.topics.group, stack.topics.topic)
 
     logger.info("jobs run by the first worker: %d, the second: %d", first.total, second.total)
-    sources = {batch.source.storage_key for batch in seeded}
-    derived_files = [key for key in stack.blob_files() if key not in sources]
-    assert derived_files == sorted(image.storage_key for image in images)
-    for image in images:
-        assert image.status is JobStatus.READY, image.failure_reason
-        assert (stack.storage_dir / image.storage_key).stat().st_size == image.size_bytes
-    assert sum(end_offsets(stack.topics.bootstrap, stack.topics.dead_letter_topic).values()) == 0
+    _assert_all_ready_and_written(stack, seeded, images)
 
 
 def test_a_worker_the_group_left_behind_joins_again_and_goes_on(
@@ -507,3 +515,50 @@ def test_a_worker_the_group_left_behind_joins_again_and_goes_on(
     assert all(image.status is JobStatus.READY for image in images)
     assert caplog.text.count("joining again with a new consumer") == 1
     assert "lost " in caplog.text
+
+
+def test_partitions_revoked_and_assigned_back_while_their_jobs_run_lose_nothing(
+    stack: ProductionStack, original: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bare consumer joins the worker's group while every partition's jobs are running, so
+    the cooperative rebalance takes some partitions from the worker, and leaves again at once,
+    so they come back to it: the jobs of those partitions that ran meanwhile are recorded
+    nowhere, and the partitions restart from their committed offsets. Every job ends READY."""
+    container = stack.container()
+    seeded = _seed_every_partition(stack, container, original, sources_each=1)
+    ids = [image.id for batch in seeded for image in batch.derived]
+    _relay_all(container, stack)
+    slow = _SlowProcess(container.process_transform_job(), 0.2)
+    container.process_transform_job.override(providers.Object(slow))
+
+    with (
+        caplog.at_level(logging.INFO, logger="imgproc_worker.consumer"),
+        _RunningWorker(container),
+    ):
+        wait_until(lambda: slow.total >= 2, "started")
+        intruder = KafkaConsumer(
+            bootstrap_servers=stack.topics.bootstrap,
+            group_id=stack.topics.group,
+            enable_auto_commit=False,
+            partition_assignment_strategy=(CooperativeStickyAssignor,),
+            session_timeout_ms=10_000,
+        )
+        try:
+            intruder.subscribe([stack.topics.topic])
+            give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
+            while not intruder.assignment():
+                assert time.monotonic() < give_up, "the second consumer never got a partition"
+                intruder.poll(timeout_ms=500, max_records=1, update_offsets=False)
+            taken = {partition.partition for partition in intruder.assignment()}
+        finally:
+            # Nothing consumed: the partitions go back with their offsets untouched.
+            intruder.close(autocommit=False)
+        images = stack.wait_for(container, ids)
+        wait_until_committed(stack.topics.bootstrap, stack.topics.group, stack.topics.topic)
+
+    log = caplog.text
+    for number in taken:
+        name = f"{stack.topics.topic}[{number}]"
+        assert log.index(f"revoked {name}") < log.rindex(f"assigned {name}"), log
+    assert all(image.status is JobStatus.READY for image in images)
+    _assert_all_ready_and_written(stack, seeded, images)

@@ -1,38 +1,80 @@
-"""The Kafka side of the worker: a consumer in a group, feeding a pool of job threads and
-committing, per partition, only what is finished."""
+"""The Kafka side of the worker: a consumer in a group, feeding job threads from a backlog of
+fetched records and committing, per partition, only what is finished.
+
+The rules it keeps, each backed by a test in ``tests/unit/worker/test_consumer.py`` (against
+a scripted consumer) and the real-Kafka ones in ``tests/integration/test_kafka_worker.py``:
+
+1. **A record that ``poll()`` returned is never dropped silently.** It goes to the backlog and
+   runs, or its partition is sought back to it, or its partition is no longer this worker's
+   (then this worker never commits past it, and its next owner reads it from the committed
+   offset). A record the worker holds already is the only one skipped, with a warning.
+2. **The consumer's own ``assignment()``, read on the polling thread, is the truth.** The
+   rebalance listener runs on kafka-python's network thread, after the assignment has
+   changed, at moments the polling thread does not see; it only notes which partitions it
+   was told were revoked or lost. The polling thread compares ``assignment()`` and those
+   notes with the ledger before it takes any record of a poll, and again before the next.
+3. **A partition this worker (again) owns starts from its committed offset or the ledger's
+   low watermark, never past abandoned work.** A new partition starts where kafka-python
+   puts it, at the committed offset. A partition told revoked but still (or again) in the
+   assignment (the eager protocol keeps its old fetch position; a revocation and a
+   reassignment may also both fall between two looks) begins a new tenure: its backlog is
+   dropped and it is sought back to the first offset of the old tenure not finished.
+4. **Commits, seeks, pauses and resumes happen on the polling thread only.** The listener
+   does nothing that blocks or that kafka-python refuses on its network thread: it takes a
+   lock for a moment and records a set.
+5. **Records fetched ahead and not started are dropped with their partition.** At a
+   revocation the backlog loses that partition's records, the ledger its tenure; they are
+   not committed, so the next owner receives them again. Jobs of it still running finish,
+   and are recorded nowhere.
+6. **A slot that frees starts the next job at once.** Job threads take records from the
+   backlog, not from the consumer; the polling thread keeps the backlog topped up, and
+   pauses every partition (still polling, to stay in the group and take part in
+   rebalances) only while the backlog is full.
+7. **A refused commit is tried again, the last one too.** Commits refused mid-rebalance stay
+   in the ledger and go out on the next pass; a stopping worker keeps polling (paused) to let
+   the rebalance end, and commits again, for up to ``final_commit_seconds``.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
-from kafka.errors import KafkaError, RebalanceInProgressError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
-from imgproc_core.adapters.kafka import bootstrap_list
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_worker.handling import Delivery, MessageHandler
-from imgproc_worker.ledger import OffsetLedger
+from imgproc_worker.ledger import OffsetLedger, Tenure
 
-__all__ = ["ConsumerOptions", "DescribeGroup", "Membership", "NotAMember", "Worker"]
+__all__ = [
+    "ConsumerMetrics",
+    "ConsumerOptions",
+    "DescribeGroup",
+    "Membership",
+    "NotAMember",
+    "Worker",
+]
 
 logger = logging.getLogger(__name__)
 
 #: How long the first reconnection waits; it doubles up to ``_CONNECT_BACKOFF_MAX_SECONDS``.
 _CONNECT_BACKOFF_SECONDS: Final = 0.5
-_CONNECT_BACKOFF_MAX_SECONDS: Final = 30.0
+_CONNECT_BACKOFF_MAX_SECONDS: Final = 5.0
 #: A commit that the coordinator does not answer in time is tried again on the next round.
 _COMMIT_TIMEOUT_MS: Final = 5_000
 #: How long the group watchdog waits for the broker's answer.
 _ADMIN_TIMEOUT_MS: Final = 2_000
+#: How often the consumer lag of each partition is reported.
+_LAG_INTERVAL_SECONDS: Final = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,13 +82,17 @@ class ConsumerOptions:
     bootstrap_servers: str
     topic: str
     group: str
-    #: Job threads; with worker processes behind the codec, one per process.
+    #: Job threads. With worker processes behind the codec, more threads than processes, so
+    #: that a thread reads its source and writes its result while another one's image is
+    #: being rendered.
     threads: int = 1
-    #: Messages taken ahead of the threads, so a thread that ends a job starts the next one at
-    #: once; more would only be delivered again after a crash.
+    #: Records fetched ahead of the threads, waiting in the backlog. They cost nothing but
+    #: memory: records not started are never committed, and go to the next owner at a
+    #: revocation. None: enough for a paused poll's length at a few hundred jobs a second.
     prefetch: int | None = None
-    #: The longest a finished job waits for its commit, and a stop request for the loop.
-    poll_seconds: float = 0.2
+    #: How long one poll waits when there is nothing to fetch or the backlog is full: the
+    #: longest a finished job waits for its commit, and a stop request for the loop.
+    poll_seconds: float = 0.25
     #: A worker that stops heartbeating (killed) loses its partitions after this long.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 1_000
@@ -57,44 +103,70 @@ class ConsumerOptions:
     #: How often the worker asks the broker whether it is still a member of its group (see
     #: :class:`Membership`); 0 never does.
     membership_check_seconds: float = 15.0
+    #: How long a stopping worker keeps trying to commit what it finished (a rebalance under
+    #: way refuses commits until it ends).
+    final_commit_seconds: float = 30.0
 
     @property
     def capacity(self) -> int:
-        return self.threads + (self.threads if self.prefetch is None else self.prefetch)
+        """Records in hand at most: running, and waiting in the backlog."""
+        prefetch = max(32, 8 * self.threads) if self.prefetch is None else self.prefetch
+        return self.threads + prefetch
 
 
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Keeps the ledger in step with the group's assignment.
+class ConsumerMetrics(Protocol):
+    """What the polling thread reports of the consumer (see :mod:`imgproc_worker.metrics`)."""
 
-    Called on the consumer's network thread, which also sends the heartbeats, so it never
-    blocks: on revocation it commits what is finished without waiting for the answer, and
-    forgets the partition; jobs of it still running are redone by the next owner.
-    """
+    def rebalanced(self, assigned: int, revoked: int) -> None: ...
 
-    def __init__(self, consumer: Any, ledger: OffsetLedger[TopicPartition]) -> None:
-        self._consumer = consumer
-        self._ledger = ledger
+    def partition_lag(self, topic: str, partition: int, lag: int) -> None: ...
+
+    def partition_forgotten(self, topic: str, partition: int) -> None: ...
+
+    def in_flight(self, jobs: int) -> None: ...
+
+
+class _NoMetrics:
+    def rebalanced(self, assigned: int, revoked: int) -> None:
+        pass
+
+    def partition_lag(self, topic: str, partition: int, lag: int) -> None:
+        pass
+
+    def partition_forgotten(self, topic: str, partition: int) -> None:
+        pass
+
+    def in_flight(self, jobs: int) -> None:
+        pass
+
+
+class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
+    """The rebalance listener: notes the partitions it is told were revoked or lost, for the
+    polling thread to act on (rule 2). Runs on kafka-python's network thread: it takes a lock
+    for a moment, nothing more (rule 4)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._noted: set[TopicPartition] = set()
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
-        assigned = sorted(assigned)
-        self._ledger.assign(assigned)
-        logger.info("assigned %s", _names(assigned))
+        pass
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
-        revoked = sorted(revoked)
-        offsets = self._ledger.revoke(revoked)
-        if offsets:
-            try:
-                self._consumer.commit_async(_commit_request(offsets))
-            except Exception:
-                logger.warning("could not commit revoked partitions", exc_info=True)
-        logger.info("revoked %s", _names(revoked))
+        self._note(revoked)
 
     def on_partitions_lost(self, lost: Iterable[TopicPartition]) -> None:
-        lost = sorted(lost)
-        # The group has moved on: another member owns these now, and a commit would be refused.
-        self._ledger.revoke(lost)
-        logger.warning("lost %s", _names(lost))
+        self._note(lost)
+
+    def _note(self, partitions: Iterable[TopicPartition]) -> None:
+        with self._lock:
+            self._noted.update(partitions)
+
+    def take(self) -> set[TopicPartition]:
+        """The partitions noted since the last call."""
+        with self._lock:
+            noted, self._noted = self._noted, set()
+            return noted
 
 
 #: Says which members the broker counts in a group: ``(state, member ids)``, as the admin API's
@@ -109,13 +181,19 @@ class NotAMember(Exception):
 class Membership:
     """A watchdog for a consumer that has dropped out of its group without knowing it.
 
-    kafka-python has been seen (rarely, under load) to stop heartbeating from a consumer that
-    goes on polling: the broker expels it after the session timeout and hands its partitions
-    to the others, while the consumer waits for records that never come and never rejoins.
+    kafka-python has been seen (rarely, under load) to fall out of step with its group in two
+    ways. It stops heartbeating from a consumer that goes on polling: the broker expels it
+    after the session timeout and hands its partitions to the others, while the consumer
+    waits for records that never come and never rejoins. Or it never completes its side of
+    a rebalance the broker has finished: its commits are refused as "rebalance in progress"
+    for as long as it lives, and the partitions it should hand over wait for it.
+
     Every ``interval`` seconds the worker compares its own member id with the members the
-    broker describes; when the group is stable without it twice in a row, :meth:`check`
-    raises :class:`NotAMember`, and the worker replaces its consumer with a new one, which
-    joins afresh. Twice, because a member id changes while a rebalance is under way.
+    broker describes, and asks whether its commits have been refused since the last check;
+    when the group is stable without it, or stable while its commits are refused, twice in a
+    row, :meth:`check` raises :class:`NotAMember`, and the worker replaces its consumer with
+    a new one, which joins afresh. Twice, because a member id changes, and commits are
+    refused, while a rebalance is under way.
     """
 
     def __init__(self, group: str, describe: DescribeGroup, interval: float) -> None:
@@ -125,25 +203,35 @@ class Membership:
         self._due = time.monotonic() + interval
         self._misses = 0
 
-    def check(self, consumer: Any) -> None:
+    def check(self, consumer: Any, *, commits_refused: bool = False) -> bool:
+        """Check, if the interval has passed since the last check; say whether it did.
+        ``commits_refused``: commits were refused as "rebalancing" since the last check, and
+        none was accepted."""
         if self._interval <= 0 or time.monotonic() < self._due:
-            return
+            return False
         self._due = time.monotonic() + self._interval
         member = getattr(consumer.group_metadata(), "member_id", None) or ""
         try:
             state, members = self._describe(self._group)
         except (KafkaError, OSError) as exc:
             logger.info("could not describe group %s: %s", self._group, exc)
-            return
-        if state != "Stable" or member in members:
+            return True
+        left_out = member not in members
+        if state != "Stable" or not (left_out or commits_refused):
             self._misses = 0
-            return
+            return True
         self._misses += 1
-        if self._misses >= 2:
+        if self._misses < 2:
+            return True
+        if left_out:
             raise NotAMember(
                 f"the group {self._group} is stable without this worker "
                 f"(member {member or 'none'}; members: {', '.join(sorted(members)) or 'none'})"
             )
+        raise NotAMember(
+            f"the group {self._group} is stable, but this worker's consumer is still "
+            f"rebalancing: its commits are refused (member {member})"
+        )
 
 
 def describe_with(admin: Any) -> DescribeGroup:
@@ -173,7 +261,7 @@ class BrokerGroups:
     def describe(self, group: str) -> tuple[str, frozenset[str]]:
         if self._describe is None:
             self._admin = KafkaAdminClient(
-                bootstrap_servers=bootstrap_list(self._bootstrap_servers),
+                bootstrap_servers=_bootstrap_list(self._bootstrap_servers),
                 client_id=self._client_id,
                 # The question is asked on the consuming loop: keep a silent broker short.
                 bootstrap_timeout_ms=_ADMIN_TIMEOUT_MS,
@@ -190,18 +278,88 @@ class BrokerGroups:
                 logger.warning("closing the admin client failed", exc_info=True)
 
 
-class Worker:
-    """Consume job messages in a consumer group and run them on ``threads`` threads.
+@dataclass(frozen=True, slots=True)
+class _Job:
+    partition: TopicPartition
+    tenure: Tenure
+    delivery: Delivery
 
-    - The polling thread only polls, hands messages to the threads and commits; it keeps the
-      consumer in its group however long jobs take. When the threads are full it pauses every
-      partition (it still polls, to stay in the group) and resumes once a thread frees up.
+
+class _Backlog:
+    """Records taken from the consumer and not started yet, in the order fetched; the job
+    threads wait on it (rule 6)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._running = 0
+        self._closed = False
+
+    def __len__(self) -> int:
+        with self._ready:
+            return len(self._jobs)
+
+    @property
+    def running(self) -> int:
+        with self._ready:
+            return self._running
+
+    def put(self, jobs: list[_Job]) -> None:
+        if not jobs:
+            return
+        with self._ready:
+            self._jobs.extend(jobs)
+            self._ready.notify(len(jobs))
+
+    def get(self) -> _Job | None:
+        """The next job, counted as running until :meth:`done`; None once closed."""
+        with self._ready:
+            while not self._jobs and not self._closed:
+                self._ready.wait()
+            if self._closed:
+                return None
+            self._running += 1
+            return self._jobs.popleft()
+
+    def done(self) -> None:
+        with self._ready:
+            self._running -= 1
+
+    def drop(self, partitions: Iterable[TopicPartition]) -> int:
+        """Forget the jobs of ``partitions``; how many there were."""
+        dropped = set(partitions)
+        with self._ready:
+            before = len(self._jobs)
+            self._jobs = deque(job for job in self._jobs if job.partition not in dropped)
+            return before - len(self._jobs)
+
+    def close(self) -> int:
+        """Forget every job not started and release the threads; how many there were."""
+        with self._ready:
+            dropped = len(self._jobs)
+            self._jobs.clear()
+            self._closed = True
+            self._ready.notify_all()
+            return dropped
+
+
+ConsumerFactory = Callable[[], Any]
+
+
+class Worker:
+    """Consume job messages in a consumer group and run them on ``threads`` threads, by the
+    rules in this module's docstring.
+
+    - The polling thread only polls, moves records to the backlog, keeps the ledger in step
+      with the assignment, and commits; it keeps the consumer in its group however long jobs
+      take.
     - Offsets are committed per partition up to the first message not finished yet (see
       :class:`~imgproc_worker.ledger.OffsetLedger`): a message is finished when its job's
       output and database row are written, or when it is parked on the dead-letter topic.
-      Commits go out every ``poll_seconds`` at most, and when partitions are revoked.
-    - On stop (SIGTERM), polling ends, the jobs running finish and are committed, jobs not
-      started are left to the next owner, and the consumer leaves the group.
+      Commits go out every ``poll_seconds`` at most.
+    - On stop (SIGTERM), polling for new records ends and the backlog is dropped (left to the
+      next owner); the jobs running finish, what is finished is committed (rule 7), and the
+      consumer leaves the group.
 
     Partitions are assigned by the cooperative sticky assignor: a worker that joins or leaves
     moves only the partitions that must move, and the others keep their jobs running.
@@ -215,6 +373,8 @@ class Worker:
         *,
         before_connect: Callable[[], object] | None = None,
         describe_group: DescribeGroup | None = None,
+        consumer_factory: ConsumerFactory | None = None,
+        metrics: ConsumerMetrics | None = None,
     ) -> None:
         if options.threads < 1:
             raise ValueError("a worker needs at least one thread")
@@ -223,7 +383,19 @@ class Worker:
         self._worker_id = worker_id
         self._before_connect = before_connect
         self._describe_group = describe_group
+        self._consumer_factory = consumer_factory or self._kafka_consumer
+        self._metrics: ConsumerMetrics = metrics or _NoMetrics()
         self._ledger: OffsetLedger[TopicPartition] = OffsetLedger()
+        self._backlog = _Backlog()
+        self._revocations = _Revocations()
+        #: Commit points of partitions revoked, tried with the next commits until one
+        #: succeeds or they are ``final_commit_seconds`` old.
+        self._farewell: dict[TopicPartition, tuple[int, float]] = {}
+        self._committed_at = 0.0
+        #: Since the last membership check: commits refused as "rebalancing", and accepted.
+        self._refusals = 0
+        self._acceptances = 0
+        self._lag_reported_at = 0.0
         self._stopping = threading.Event()
         self._fatal: BaseException | None = None
 
@@ -233,7 +405,12 @@ class Worker:
         consumer = self._connect(stop)
         if consumer is None:
             return
-        executor = ThreadPoolExecutor(self._options.threads, thread_name_prefix="imgproc-job")
+        threads = [
+            threading.Thread(target=self._job_thread, name=f"imgproc-job-{number}", daemon=True)
+            for number in range(self._options.threads)
+        ]
+        for thread in threads:
+            thread.start()
         groups = BrokerGroups(
             self._options.bootstrap_servers, f"imgproc-worker-{self._worker_id}-watchdog"
         )
@@ -244,7 +421,7 @@ class Worker:
                     self._options.group, describe, self._options.membership_check_seconds
                 )
                 try:
-                    self._consume(consumer, executor, stop, membership)
+                    self._consume(consumer, stop, membership)
                     break
                 except NotAMember as exc:
                     logger.warning("%s; joining again with a new consumer", exc)
@@ -255,9 +432,14 @@ class Worker:
                         break
         finally:
             self._stopping.set()
-            executor.shutdown(wait=True)
+            dropped = self._backlog.close()
+            if dropped:
+                logger.info("left %d job(s) not started to the partitions' next owners", dropped)
             if consumer is not None:
-                self._commit(consumer)
+                self._wind_down(consumer, threads)
+            for thread in threads:
+                thread.join()
+            if consumer is not None:
                 try:
                     consumer.close(autocommit=False)
                 except Exception:
@@ -270,8 +452,12 @@ class Worker:
     def _abandon(self, consumer: Any) -> None:
         """Forget a consumer the group left behind: its partitions are someone else's now (a
         commit would be refused; jobs of them still running are redone by their new owner)."""
-        lost = sorted(consumer.assignment())
+        lost = sorted(self._ledger.partitions())
         self._ledger.revoke(lost)
+        self._backlog.drop(lost)
+        self._farewell.clear()
+        for partition in lost:
+            self._metrics.partition_forgotten(partition.topic, partition.partition)
         if lost:
             logger.warning("lost %s", _names(lost))
         try:
@@ -307,9 +493,20 @@ class Worker:
         return None
 
     def _new_consumer(self) -> Any:
+        consumer = self._consumer_factory()
+        try:
+            self._await_topic_metadata(consumer)
+        except BaseException:
+            consumer.close(autocommit=False)
+            raise
+        self._revocations = _Revocations()
+        consumer.subscribe([self._options.topic], listener=self._revocations)
+        return consumer
+
+    def _kafka_consumer(self) -> Any:
         options = self._options
-        consumer = KafkaConsumer(
-            bootstrap_servers=bootstrap_list(options.bootstrap_servers),
+        return KafkaConsumer(
+            bootstrap_servers=_bootstrap_list(options.bootstrap_servers),
             client_id=f"imgproc-worker-{self._worker_id}",
             group_id=options.group,
             enable_auto_commit=False,
@@ -323,13 +520,6 @@ class Worker:
             reconnect_backoff_max_ms=2000,
             allow_auto_create_topics=False,
         )
-        try:
-            self._await_topic_metadata(consumer)
-        except BaseException:
-            consumer.close(autocommit=False)
-            raise
-        consumer.subscribe([options.topic], listener=_Rebalance(consumer, self._ledger))
-        return consumer
 
     def _await_topic_metadata(self, consumer: Any) -> None:
         """Wait until the consumer knows the topic's partitions before it joins the group.
@@ -349,28 +539,27 @@ class Worker:
 
     # -- consuming -------------------------------------------------------------------------
 
-    def _consume(
-        self,
-        consumer: Any,
-        executor: ThreadPoolExecutor,
-        stop: threading.Event,
-        membership: Membership,
-    ) -> None:
+    def _consume(self, consumer: Any, stop: threading.Event, membership: Membership) -> None:
         poll_ms = int(self._options.poll_seconds * 1000)
         while not stop.is_set() and not self._stopping.is_set():
-            self._commit(consumer)
-            membership.check(consumer)
-            free = self._options.capacity - self._ledger.in_hand()
-            self._throttle(consumer, full=free <= 0)
+            self._reconcile(consumer)
+            if time.monotonic() - self._committed_at >= self._options.poll_seconds:
+                self._commit(consumer)
+            refused = self._refusals > 0 and self._acceptances == 0
+            if membership.check(consumer, commits_refused=refused):
+                self._refusals = self._acceptances = 0
+            self._report(consumer)
+            room = self._options.capacity - self._ledger.in_hand()
+            self._throttle(consumer, full=room <= 0)
             try:
-                batch = consumer.poll(timeout_ms=poll_ms, max_records=max(1, free))
+                batch = consumer.poll(timeout_ms=poll_ms, max_records=max(1, room))
             except KafkaError as exc:
                 logger.warning("polling failed: %s", exc)
                 stop.wait(self._options.poll_seconds)
                 continue
-            for partition, records in batch.items():
-                for record in records:
-                    self._dispatch(executor, partition, record)
+            if batch:
+                sought = self._reconcile(consumer)
+                self._accept(consumer, batch, sought)
 
     def _throttle(self, consumer: Any, *, full: bool) -> None:
         if full:
@@ -382,26 +571,142 @@ class Worker:
             if paused:
                 consumer.resume(*paused)
 
-    def _dispatch(
-        self, executor: ThreadPoolExecutor, partition: TopicPartition, record: Any
-    ) -> None:
-        if not self._ledger.take(partition, record.offset):
-            return
-        delivery = Delivery(
-            topic=record.topic,
-            partition=record.partition,
-            offset=record.offset,
-            key=record.key,
-            value=record.value,
-        )
-        executor.submit(self._run_one, partition, delivery)
+    def _reconcile(self, consumer: Any) -> set[TopicPartition]:
+        """Bring the ledger and the backlog in step with the consumer's assignment and the
+        listener's notes (rules 2, 3 and 5); return the partitions sought back."""
+        assigned = set(consumer.assignment())
+        noted = self._revocations.take()
+        held = self._ledger.partitions()
+        gone = sorted(held - assigned)
+        new = sorted(assigned - held)
+        again = sorted(held & assigned & noted)
+        now = time.monotonic()
+        if gone:
+            final = self._ledger.revoke(gone)
+            dropped = self._backlog.drop(gone)
+            self._farewell.update({partition: (offset, now) for partition, offset in final.items()})
+            for partition in gone:
+                self._metrics.partition_forgotten(partition.topic, partition.partition)
+            logger.info("revoked %s", _names(gone))
+            if dropped:
+                logger.info("%d job(s) not started are left to the next owner", dropped)
+        sought: set[TopicPartition] = set()
+        for partition in again:
+            low = self._ledger.restart(partition)
+            dropped = self._backlog.drop([partition])
+            logger.info("revoked %s", _names([partition]))
+            if low is not None:
+                consumer.seek(partition, low)
+                sought.add(partition)
+            logger.info(
+                "assigned %s (again: reading from offset %s, %d job(s) not started dropped)",
+                _names([partition]),
+                "unchanged" if low is None else low,
+                dropped,
+            )
+        if new:
+            self._ledger.assign(new)
+            logger.info("assigned %s", _names(new))
+        if gone or new or again:
+            self._metrics.rebalanced(len(new) + len(again), len(gone) + len(again))
+        return sought
 
-    def _run_one(self, partition: TopicPartition, delivery: Delivery) -> None:
+    def _accept(
+        self, consumer: Any, batch: dict[TopicPartition, list[Any]], sought: set[TopicPartition]
+    ) -> None:
+        """Take a poll's records into the ledger and the backlog (rule 1)."""
+        assigned = consumer.assignment()
+        jobs: list[_Job] = []
+        for partition, records in batch.items():
+            if partition in sought:
+                # Fetched before the seek: they come again, from the offset sought.
+                continue
+            if partition not in assigned:
+                logger.info(
+                    "%d record(s) of %s came after it was revoked: left to its next owner",
+                    len(records),
+                    _names([partition]),
+                )
+                continue
+            for record in records:
+                tenure = self._ledger.take(partition, record.offset)
+                if tenure is None:
+                    logger.warning(
+                        "%s@%d is in hand already; not taken twice",
+                        _names([partition]),
+                        record.offset,
+                    )
+                    continue
+                delivery = Delivery(
+                    topic=record.topic,
+                    partition=record.partition,
+                    offset=record.offset,
+                    key=record.key,
+                    value=record.value,
+                )
+                jobs.append(_Job(partition, tenure, delivery))
+        self._backlog.put(jobs)
+
+    def _commit(self, consumer: Any) -> bool:
+        """Commit what is finished, and what revoked partitions left; True when nothing is
+        left to commit."""
+        self._committed_at = now = time.monotonic()
+        offsets = self._ledger.committable()
+        for partition, (_, since) in list(self._farewell.items()):
+            if now - since > self._options.final_commit_seconds or partition in offsets:
+                del self._farewell[partition]
+        request = {partition: offset for partition, (offset, _) in self._farewell.items()}
+        request.update(offsets)
+        if not request:
+            return True
+        try:
+            consumer.commit(_commit_request(request), timeout_ms=_COMMIT_TIMEOUT_MS)
+        except KafkaError as exc:
+            # Kept in the ledger: the next round commits them. Refusals while the group
+            # rebalances are part of the protocol.
+            rebalancing = isinstance(exc, RebalanceInProgressError | CommitFailedError)
+            self._refusals += rebalancing
+            level = logging.INFO if rebalancing else logging.WARNING
+            logger.log(level, "committing %s failed: %s", _names(request), exc)
+            return False
+        self._acceptances += 1
+        self._ledger.committed(offsets)
+        self._farewell.clear()
+        logger.debug("committed %s", request)
+        return True
+
+    def _report(self, consumer: Any) -> None:
+        now = time.monotonic()
+        self._metrics.in_flight(self._backlog.running)
+        if now - self._lag_reported_at < _LAG_INTERVAL_SECONDS:
+            return
+        self._lag_reported_at = now
+        for partition, start in self._ledger.consumed_from().items():
+            try:
+                end = consumer.highwater(partition)
+            except KafkaError:
+                continue
+            if end is not None:
+                self._metrics.partition_lag(
+                    partition.topic, partition.partition, max(0, end - start)
+                )
+
+    # -- the job threads -------------------------------------------------------------------
+
+    def _job_thread(self) -> None:
+        while (job := self._backlog.get()) is not None:
+            try:
+                self._run_one(job)
+            finally:
+                self._backlog.done()
+
+    def _run_one(self, job: _Job) -> None:
         def keep_going() -> bool:
-            return not self._stopping.is_set() and self._ledger.owns(partition)
+            return not self._stopping.is_set() and self._ledger.owns(job.partition, job.tenure)
 
         if not keep_going():
             return
+        delivery = job.delivery
         try:
             finished = self._handler(delivery, keep_going)
         except BaseException as exc:
@@ -416,22 +721,46 @@ class Worker:
             self._stopping.set()
             return
         if finished:
-            self._ledger.finish(partition, delivery.offset)
+            self._ledger.finish(job.partition, delivery.offset, job.tenure)
 
-    def _commit(self, consumer: Any) -> None:
-        offsets = self._ledger.committable()
-        if not offsets:
-            return
-        try:
-            consumer.commit(_commit_request(offsets), timeout_ms=_COMMIT_TIMEOUT_MS)
-        except KafkaError as exc:
-            # Kept in the ledger: the next round commits them, or the partition's next owner
-            # redoes those jobs. Refusals during a rebalance are part of the protocol.
-            level = logging.INFO if isinstance(exc, RebalanceInProgressError) else logging.WARNING
-            logger.log(level, "committing %s failed: %s", _names(offsets), exc)
-            return
-        self._ledger.committed(offsets)
-        logger.debug("committed %s", offsets)
+    # -- stopping --------------------------------------------------------------------------
+
+    def _wind_down(self, consumer: Any, threads: list[threading.Thread]) -> None:
+        """Poll, paused, while the jobs running finish, then commit them (rule 7)."""
+        poll_ms = int(self._options.poll_seconds * 1000)
+
+        def paused_poll() -> None:
+            try:
+                assigned = consumer.assignment()
+                if assigned:
+                    consumer.pause(*assigned)
+                consumer.poll(timeout_ms=poll_ms, max_records=1)
+            except KafkaError as exc:
+                logger.info("polling while stopping failed: %s", exc)
+                time.sleep(self._options.poll_seconds)
+
+        while any(thread.is_alive() for thread in threads):
+            self._reconcile(consumer)
+            self._commit(consumer)
+            paused_poll()
+        deadline = time.monotonic() + self._options.final_commit_seconds
+        while True:
+            self._reconcile(consumer)
+            if self._commit(consumer):
+                return
+            if time.monotonic() >= deadline:
+                break
+            paused_poll()
+        left = self._ledger.committable()
+        logger.warning(
+            "could not commit %s within %g s of stopping; their next owner runs those jobs again",
+            _names(left),
+            self._options.final_commit_seconds,
+        )
+
+
+def _bootstrap_list(servers: str) -> list[str]:
+    return [server.strip() for server in servers.split(",") if server.strip()]
 
 
 def _commit_request(offsets: dict[TopicPartition, int]) -> dict[TopicPartition, Any]:
@@ -439,5 +768,5 @@ def _commit_request(offsets: dict[TopicPartition, int]) -> dict[TopicPartition, 
 
 
 def _names(partitions: Iterable[TopicPartition]) -> str:
-    names = [f"{partition.topic}[{partition.partition}]" for partition in partitions]
+    names = [f"{partition.topic}[{partition.partition}]" for partition in sorted(partitions)]
     return ", ".join(names) or "nothing"

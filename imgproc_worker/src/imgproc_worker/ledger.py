@@ -7,12 +7,16 @@ from collections import deque
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Generic, TypeVar
 
-__all__ = ["OffsetLedger"]
+__all__ = ["OffsetLedger", "Tenure"]
 
 P = TypeVar("P", bound=Hashable)
 
 
 class _Partition:
+    """One tenure of a partition: from its assignment to its revocation (or restart). Jobs
+    carry the tenure they were taken in, so that one finishing after its partition was
+    restarted or revoked is told apart from the same offset taken again."""
+
     __slots__ = ("committed", "finished", "order", "reached")
 
     def __init__(self) -> None:
@@ -37,6 +41,20 @@ class _Partition:
             del self.finished[offset]
             self.reached = offset + 1
         return self.reached if self.reached > self.committed else None
+
+    def low_watermark(self) -> int | None:
+        """The first offset of this tenure not known to be finished: everything before it
+        is done. None when nothing was taken."""
+        if self.order:
+            for offset in self.order:
+                if not self.finished[offset]:
+                    return offset
+            return self.order[-1] + 1
+        return self.reached if self.reached >= 0 else None
+
+
+#: What :meth:`OffsetLedger.take` hands out: the tenure an offset was taken in.
+Tenure = _Partition
 
 
 class OffsetLedger(Generic[P]):
@@ -77,25 +95,61 @@ class OffsetLedger(Generic[P]):
                     offsets[partition] = point
             return offsets
 
-    def owns(self, partition: P) -> bool:
-        with self._lock:
-            return partition in self._partitions
+    def restart(self, partition: P) -> int | None:
+        """Begin a new tenure of a partition that stays assigned; return where its records
+        must be read again from (:meth:`_Partition.low_watermark` of the old tenure), or None
+        when the old tenure took nothing.
 
-    def take(self, partition: P, offset: int) -> bool:
-        """Record ``offset`` as taken; False (and nothing recorded) when the partition is not
-        this worker's any more, or the offset was taken already."""
+        For a partition that was revoked and assigned back between two looks at the
+        consumer's assignment: jobs of the old tenure still running may finish, but are
+        recorded nowhere, and the records from the low watermark on are delivered again.
+        """
+        with self._lock:
+            old = self._partitions.get(partition)
+            self._partitions[partition] = _Partition()
+            return None if old is None else old.low_watermark()
+
+    def partitions(self) -> set[P]:
+        with self._lock:
+            return set(self._partitions)
+
+    def consumed_from(self) -> dict[P, int]:
+        """Per partition, the offset from which its work is not known to be done: the last
+        commit, else the first offset taken (partitions that took nothing are left out)."""
+        with self._lock:
+            points: dict[P, int] = {}
+            for partition, state in self._partitions.items():
+                if state.committed >= 0:
+                    points[partition] = state.committed
+                elif (low := state.low_watermark()) is not None:
+                    points[partition] = low
+            return points
+
+    def owns(self, partition: P, tenure: Tenure | None = None) -> bool:
+        """Whether ``partition`` is tracked (in ``tenure``, when given)."""
+        with self._lock:
+            state = self._partitions.get(partition)
+            return state is not None and (tenure is None or state is tenure)
+
+    def take(self, partition: P, offset: int) -> Tenure | None:
+        """Record ``offset`` as taken and return its tenure; None (and nothing recorded) when
+        the partition is not tracked, or the offset was taken already."""
         with self._lock:
             state = self._partitions.get(partition)
             if state is None or not state.accepts(offset):
-                return False
+                return None
             state.order.append(offset)
             state.finished[offset] = False
-            return True
+            return state
 
-    def finish(self, partition: P, offset: int) -> None:
+    def finish(self, partition: P, offset: int, tenure: Tenure | None = None) -> None:
+        """Mark ``offset`` finished, unless its partition is no longer tracked or (when
+        ``tenure`` is given) is in another tenure now."""
         with self._lock:
             state = self._partitions.get(partition)
-            if state is not None and offset in state.finished:
+            if state is None or (tenure is not None and state is not tenure):
+                return
+            if offset in state.finished:
                 state.finished[offset] = True
 
     def in_hand(self) -> int:

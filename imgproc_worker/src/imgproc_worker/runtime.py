@@ -61,7 +61,9 @@ def worker_options(settings: Settings) -> ConsumerOptions:
         bootstrap_servers=settings.kafka_bootstrap_servers,
         topic=settings.kafka_topic,
         group=settings.kafka_group,
-        threads=max(1, settings.worker_processes),
+        # One thread more than render processes: it reads its source, and writes its result,
+        # while the others' images are being rendered, so the processes never wait for it.
+        threads=settings.worker_processes + 1 if settings.worker_processes > 0 else 1,
         max_poll_interval_ms=max(300_000, int((settings.job_time_limit_seconds * 2 + 60) * 1000)),
     )
 

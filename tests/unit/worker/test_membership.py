@@ -133,3 +133,25 @@ def test_a_broker_that_cannot_be_reached_costs_one_check_not_the_worker() -> Non
         membership.check(Consumer("me"))
     finally:
         groups.close()
+
+
+def test_a_consumer_still_rebalancing_in_a_stable_group_twice_in_a_row_is_replaced() -> None:
+    broker = Broker("Stable", {"me", "other"})
+    membership = Membership(GROUP, broker.describe, EVERY_TIME)
+
+    membership.check(Consumer("me"), commits_refused=True)  # the rebalance may be ending
+    with pytest.raises(NotAMember, match="still rebalancing"):
+        membership.check(Consumer("me"), commits_refused=True)
+
+
+def test_commits_refused_while_the_broker_rebalances_too_are_no_evidence() -> None:
+    broker = Broker("CompletingRebalance", {"me", "other"})
+    membership = Membership(GROUP, broker.describe, EVERY_TIME)
+
+    for _ in range(4):
+        membership.check(Consumer("me"), commits_refused=True)
+    broker.state = "Stable"
+    membership.check(Consumer("me"), commits_refused=False)
+    membership.check(Consumer("me"), commits_refused=True)
+
+    assert broker.asked == 6
