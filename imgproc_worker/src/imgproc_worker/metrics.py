@@ -55,16 +55,18 @@ _T = TypeVar("_T")
 
 
 class ConsumerMetrics(Collector):
-    """What the Kafka consumer sees: its lag per partition, its rebalances, the jobs it holds.
+    """What the Kafka consumer sees: its lag per partition, its rebalances, the jobs it runs.
 
-    The consumer calls these from its polling thread; scrapes read them from the metrics
+    The consumer (:class:`imgproc_worker.consumer.Worker`, whose ``ConsumerMetrics`` protocol
+    this implements) calls these from its polling thread; scrapes read them from the metrics
     server's thread.
     """
 
     def __init__(self) -> None:
         self._lag = Gauge(
             "imgproc_worker_consumer_lag",
-            "Messages of a partition this worker owns that it has not consumed yet",
+            "Messages of a partition this worker owns that are not known done: from its last "
+            "commit to the partition's end",
             ["topic", "partition"],
             registry=None,
         )
@@ -85,7 +87,7 @@ class ConsumerMetrics(Collector):
         )
         self._in_flight = Gauge(
             "imgproc_worker_jobs_in_flight",
-            "Jobs this worker has taken from the broker and not finished",
+            "Jobs this worker's job threads are running",
             registry=None,
         )
         self._lag_by_partition: dict[tuple[str, int], Gauge] = {}

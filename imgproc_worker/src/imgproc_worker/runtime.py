@@ -4,7 +4,6 @@ environment (``IMGPROC_*``), SIGTERM and SIGINT stop them cleanly, exit status 0
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import signal
@@ -14,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from types import FrameType
-from typing import Any, Final, Literal
+from typing import Final, Literal
 
 from imgproc_core.adapters.kafka import ensure_topics
 from imgproc_core.adapters.pillow.allocator import tune_allocator
@@ -112,18 +111,10 @@ def run_worker(container: Container, stop: threading.Event) -> None:
         worker_options(settings),
         worker_id,
         before_connect=partial(_ensure_topics, settings),
-        **_consumer_metrics_argument(consumer_metrics),
+        metrics=consumer_metrics,
     )
     with metrics_served(registry, settings.metrics_host, settings.worker_metrics_port):
         worker.run(stop)
-
-
-def _consumer_metrics_argument(metrics: ConsumerMetrics) -> dict[str, Any]:
-    # The consumer takes ``metrics=`` from the version that reports its lag and rebalances;
-    # an older one is given nothing, and the consumer series stay at their start.
-    if "metrics" in inspect.signature(Worker).parameters:
-        return {"metrics": metrics}
-    return {}
 
 
 def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
