@@ -95,6 +95,9 @@ class Stack:
                 "IMGPROC_KAFKA_DEAD_LETTER_TOPIC": s.kafka_dead_letter_topic,
                 "IMGPROC_KAFKA_GROUP": s.kafka_group,
                 "IMGPROC_KAFKA_PARTITIONS": str(s.kafka_partitions),
+                # Several workers run on this one host; nothing scrapes them.
+                "IMGPROC_WORKER_METRICS_PORT": "0",
+                "IMGPROC_RELAY_METRICS_PORT": "0",
             }
         )
         env.update(extra or {})

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 import msgspec
 import pytest
@@ -483,3 +484,85 @@ def test_concurrent_batch_claimers_never_share_a_job(
     claimed = [job_id for taken in results for job_id in taken]
     assert sorted(claimed) == sorted(job.id for job in jobs)
     assert len(set(claimed)) == len(claimed)
+
+
+def _oldest(uow_factory: UnitOfWorkFactory) -> datetime | None:
+    with uow_factory() as uow:
+        return uow.jobs.oldest_enqueued_at()
+
+
+def test_an_empty_queue_has_no_oldest_job(uow_factory: UnitOfWorkFactory) -> None:
+    assert _oldest(uow_factory) is None
+
+
+def test_the_oldest_job_is_dated_by_its_enqueueing_whatever_happened_to_it_since(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second, third = seed_jobs(3)
+    queued_at = clock.now()
+    _enqueue_one_second_apart(uow_factory, clock, [first, second, third])
+
+    oldest = _oldest(uow_factory)
+    assert oldest is not None
+    assert oldest.utcoffset() is not None
+    assert oldest == queued_at
+    # Leased or given back for a retry, a job keeps its place: it is still waiting.
+    assert _claim(uow_factory) == first
+    _retry(uow_factory, first.id, delay=60)
+    assert _oldest(uow_factory) == queued_at
+
+    _ack(uow_factory, first.id)
+    assert _oldest(uow_factory) == queued_at + timedelta(seconds=1)
+    _ack(uow_factory, second.id)
+    _ack(uow_factory, third.id)
+    assert _oldest(uow_factory) is None
+
+
+def test_an_uncommitted_enqueue_is_not_the_oldest_job_for_others(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder
+) -> None:
+    (job,) = seed_jobs(1)
+    with ThreadPoolExecutor(max_workers=1) as pool, uow_factory() as uow:
+        uow.jobs.enqueue(job)
+        assert uow.jobs.oldest_enqueued_at() is not None
+        assert pool.submit(_oldest, uow_factory).result() is None
+
+
+def _release(uow_factory: UnitOfWorkFactory, worker: str, *job_ids: str) -> None:
+    with uow_factory() as uow:
+        uow.jobs.release(worker, job_ids)
+        uow.commit()
+
+
+def test_released_jobs_are_claimable_at_once_as_they_were(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    jobs = seed_jobs(3)
+    _enqueue_one_second_apart(uow_factory, clock, jobs)
+    assert _claim_batch(uow_factory, 2, "relay-1", lease=600) == jobs[:2]
+
+    _release(uow_factory, "relay-1", jobs[0].id, jobs[1].id)
+
+    # In their old order, with no attempt counted, and without waiting for the lease.
+    assert _claim_batch(uow_factory, 10, "relay-2") == jobs
+    assert _pending(uow_factory) == 3
+
+
+def test_only_the_holder_of_a_lease_releases_it(
+    uow_factory: UnitOfWorkFactory, seed_jobs: JobSeeder, clock: ManualClock
+) -> None:
+    first, second = seed_jobs(2)
+    _enqueue_one_second_apart(uow_factory, clock, [first, second])
+    assert _claim(uow_factory, "relay-1", lease=30) == first
+    clock.advance(31)
+    # relay-1's lease ran out and relay-2 took the job over: relay-1 gives back nothing.
+    assert _claim(uow_factory, "relay-2", lease=600) == first
+
+    _release(uow_factory, "relay-1", first.id, second.id, "0" * 32)
+
+    assert _claim_batch(uow_factory, 10, "relay-3") == [second]
+
+
+def test_releasing_nothing_is_not_an_error(uow_factory: UnitOfWorkFactory) -> None:
+    _release(uow_factory, "relay-1")
+    assert _pending(uow_factory) == 0

@@ -115,6 +115,9 @@ class ProductionStack:
             "job_lease_seconds",
             "job_max_attempts",
             "job_backoff_seconds",
+            "metrics_host",
+            "worker_metrics_port",
+            "relay_metrics_port",
         ):
             env[f"IMGPROC_{name.upper()}"] = str(values[name])
         env.update({f"IMGPROC_{key.upper()}": value for key, value in overrides.items()})
@@ -210,6 +213,9 @@ def production_settings(
         "kafka_group": topics.group,
         "kafka_partitions": topics.partitions,
         "job_backoff_seconds": 0.1,
+        # Off unless a test gives a free port: tests run side by side, workers two at a time.
+        "worker_metrics_port": 0,
+        "relay_metrics_port": 0,
     }
     values.update(overrides)
     return Settings(**values)

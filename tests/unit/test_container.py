@@ -6,7 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from imgproc_core.adapters.memory import InMemoryImageCodec, ManualClock, fake_image_bytes
+from imgproc_core.adapters.memory import (
+    InMemoryImageCodec,
+    InMemoryJobMetrics,
+    ManualClock,
+    fake_image_bytes,
+)
 from imgproc_core.container import build_container
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.transformations import parse_transformation
@@ -68,6 +73,27 @@ def test_the_real_container_uses_the_real_adapters(tmp_path: Path) -> None:
     assert type(container.password_hasher()).__name__ == "BcryptPasswordHasher"
     assert type(container.token_issuer()).__name__ == "JwtTokenIssuer"
     assert type(container.blob_storage()).__name__ == "LocalBlobStorage"
+    assert type(container.job_metrics()).__name__ == "PrometheusJobMetrics"
+
+
+def test_one_job_metrics_per_container() -> None:
+    first, second = build_container(settings_for_tests()), build_container(settings_for_tests())
+    assert first.job_metrics() is first.job_metrics()
+    assert first.job_metrics() is not second.job_metrics()
+    assert isinstance(build_test_container().job_metrics(), InMemoryJobMetrics)
+
+
+def test_the_metrics_ports_default_apart_and_an_empty_one_is_off() -> None:
+    defaults = Settings.from_env({}, env_file=None)
+    assert defaults.metrics_host == "127.0.0.1"
+    assert defaults.worker_metrics_port != defaults.relay_metrics_port
+    assert 0 not in (defaults.worker_metrics_port, defaults.relay_metrics_port)
+    off = Settings.from_env(
+        {"IMGPROC_WORKER_METRICS_PORT": "", "IMGPROC_RELAY_METRICS_PORT": " "}, env_file=None
+    )
+    assert (off.worker_metrics_port, off.relay_metrics_port) == (0, 0)
+    with pytest.raises(SettingsError, match="IMGPROC_WORKER_METRICS_PORT"):
+        Settings.from_env({"IMGPROC_WORKER_METRICS_PORT": "70000"}, env_file=None)
 
 
 def test_a_weak_secret_is_refused_outside_tests() -> None:

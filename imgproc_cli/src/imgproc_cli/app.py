@@ -67,6 +67,12 @@ def worker(
             help="Processes rendering jobs, one job thread each [IMGPROC_WORKER_PROCESSES]"
         ),
     ] = None,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the Prometheus metrics, 0 for none [IMGPROC_WORKER_METRICS_PORT]"
+        ),
+    ] = None,
 ) -> None:
     """Render transform jobs from the Kafka topic, in the consumer group (production profile).
 
@@ -74,7 +80,7 @@ def worker(
     """
     from imgproc_worker import serve as serve_worker
 
-    settings = _settings(worker_processes=processes)
+    settings = _settings(worker_processes=processes, worker_metrics_port=metrics_port)
     try:
         serve_worker(settings, "worker")
     except SettingsError as exc:
@@ -83,14 +89,21 @@ def worker(
 
 
 @app.command()
-def relay() -> None:
+def relay(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Port of the Prometheus metrics, 0 for none [IMGPROC_RELAY_METRICS_PORT]"
+        ),
+    ] = None,
+) -> None:
     """Publish queued jobs from the outbox table to the Kafka topic (production profile).
 
     Several relays may run at once. Stops on SIGTERM or SIGINT after the batch in hand.
     """
     from imgproc_worker import serve as serve_relay
 
-    settings = _settings()
+    settings = _settings(relay_metrics_port=metrics_port)
     try:
         serve_relay(settings, "relay")
     except SettingsError as exc:

@@ -26,7 +26,6 @@ from imgproc_core.adapters.memory import (
 )
 from imgproc_core.adapters.pillow import PillowImageCodec
 from imgproc_core.adapters.system import SystemClock
-from imgproc_core.ports import JobMetrics
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
@@ -34,6 +33,7 @@ from imgproc_core.use_cases import (
     DisableUser,
     GetDownloadUrl,
     GetImageMetadata,
+    GetOutboxBacklog,
     GetServiceStats,
     GiveUpJob,
     JobPolicy,
@@ -222,6 +222,16 @@ def _ensure_kafka_topics(settings: Settings) -> list[str]:
     )
 
 
+def _job_metrics() -> Any:
+    # Prometheus's series where its client is installed (the HTTP and worker shells bring it);
+    # without it, None: the job runner reports nowhere.
+    try:
+        from imgproc_core.adapters.prometheus import PrometheusJobMetrics
+    except ImportError:
+        return None
+    return PrometheusJobMetrics()
+
+
 class Container(containers.DeclarativeContainer):
     settings = providers.Dependency(instance_of=Settings)
     limits = providers.Callable(lambda settings: settings.limits, settings)
@@ -286,8 +296,10 @@ class Container(containers.DeclarativeContainer):
     # -- running jobs: one policy and one runner for every kind of worker ----------------------
     #: How workers wait between attempts; tests put a faster sleep here.
     sleep = providers.Object(time.sleep)
-    #: Where the job runner reports each attempt and dead letter; None reports nowhere.
-    job_metrics: providers.Object[JobMetrics | None] = providers.Object(None)
+    #: Where the job runner reports each attempt and dead letter: one per process, shared by
+    #: every job runner in it (the API's ``/metrics`` and a worker's metrics port export it);
+    #: None reports nowhere.
+    job_metrics = providers.Singleton(_job_metrics)
     job_policy = providers.Singleton(
         JobPolicy,
         max_attempts=settings.provided.job_max_attempts,
@@ -379,6 +391,9 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         lease_seconds=settings.provided.job_lease_seconds,
         batch_size=RELAY_BATCH_SIZE,
+    )
+    get_outbox_backlog = providers.Singleton(
+        GetOutboxBacklog, uow_factory=unit_of_work.provider, clock=clock
     )
 
     # -- operators' use cases (the command line) -----------------------------------------------

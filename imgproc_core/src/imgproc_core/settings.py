@@ -38,6 +38,11 @@ _TOOLING_PREFIXES: Final = (f"{ENV_PREFIX}DEV_", f"{ENV_PREFIX}TEST_")
 
 Positive = Annotated[int, msgspec.Meta(ge=1)]
 PositiveFloat = Annotated[float, msgspec.Meta(gt=0)]
+#: A TCP port, or 0 for "none": a listener that is off.
+OptionalPort = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+
+#: Settings where an empty value means 0 (off), as an operator writes ``IMGPROC_X=`` to unset.
+_EMPTY_MEANS_ZERO: Final = frozenset({"worker_metrics_port", "relay_metrics_port"})
 
 
 class SettingsError(ValueError):
@@ -139,6 +144,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     job_max_attempts: Positive = 5
     job_backoff_seconds: PositiveFloat = 1.0
 
+    # -- metrics of the worker and the relay ---------------------------------------------------
+    #: The address ``imgproc worker`` and ``imgproc relay`` serve Prometheus metrics on (at
+    #: ``/metrics``); the API serves its own on its HTTP port.
+    metrics_host: str = "127.0.0.1"
+    #: 0 or empty serves none. Each worker on one host needs a port of its own.
+    worker_metrics_port: OptionalPort = 9810
+    relay_metrics_port: OptionalPort = 9811
+
     def __post_init__(self) -> None:
         for name in ("rate_limit_upload", "rate_limit_transform", "rate_limit_auth"):
             try:
@@ -211,6 +224,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             values |= _prefixed(read_env_file(Path(env_file)))
         values |= _prefixed(os.environ if environ is None else environ)
         values |= overrides
+        for name in _EMPTY_MEANS_ZERO:
+            if isinstance(values.get(name), str) and not values[name].strip():
+                values[name] = 0
         try:
             return msgspec.convert(values, cls, strict=False)
         except msgspec.ValidationError as exc:

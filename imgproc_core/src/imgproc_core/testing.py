@@ -11,6 +11,7 @@ from dependency_injector import providers
 
 from imgproc_core.adapters.memory import (
     InMemoryImageCodec,
+    InMemoryJobMetrics,
     InMemoryPasswordHasher,
     InMemoryTokenIssuer,
     ManualClock,
@@ -44,13 +45,15 @@ def build_test_container(
     settings: Settings | None = None, *, real_codec: bool = False, real_auth: bool = False
 ) -> Container:
     """A container whose every adapter is an in-memory fake, driven by a :class:`ManualClock`
-    (``container.clock()``), which the job runner's waits advance instead of sleeping.
+    (``container.clock()``), which the job runner's waits advance instead of sleeping;
+    ``container.job_metrics()`` is an :class:`InMemoryJobMetrics`.
     ``real_codec`` keeps Pillow; ``real_auth`` keeps bcrypt and JWT."""
     container = Container(settings=settings or settings_for_tests())
     clock = ManualClock()
     container.clock.override(providers.Object(clock))
     # A worker's wait between attempts moves the clock instead of sleeping.
     container.sleep.override(providers.Object(clock.advance))
+    container.job_metrics.override(providers.Singleton(InMemoryJobMetrics))
     if not real_codec:
         container.codec.override(providers.Singleton(InMemoryImageCodec))
         # Jobs too, even with worker processes in the settings.

@@ -6,7 +6,10 @@
   number of series stays bounded;
 - ``imgproc_images{status}``: images by job status (originals are READY);
 - ``imgproc_queue_depth``: jobs waiting in the queue table (or outbox);
-- ``imgproc_metrics_source_up``: 0 when the database could not be read for the two above.
+- ``imgproc_metrics_source_up``: 0 when the database could not be read for the two above;
+- with worker threads (the embedded profile), the job series of the container's job metrics:
+  ``imgproc_jobs_total{outcome}``, ``imgproc_job_duration_seconds{format}``,
+  ``imgproc_jobs_running``, ``imgproc_dead_letters_total{code}``.
 
 Each app has its own registry, so several apps in one process (tests) do not mix counts.
 """
@@ -16,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from litestar.enums import ScopeType
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
@@ -87,6 +90,12 @@ class HttpMetrics:
         #: The labelled series of each (route, method, status) seen, looked up once: the
         #: client's own lookup takes a lock and checks the labels on every call.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def include(self, collector: object) -> None:
+        """Export ``collector``'s series too, when it is a Prometheus collector (the core's
+        ``PrometheusJobMetrics``; a fake put in its place by a test is left out)."""
+        if callable(getattr(collector, "collect", None)):
+            self.registry.register(cast(Collector, collector))
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         key = (route, method, status)

@@ -43,7 +43,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
@@ -56,9 +56,9 @@ from imgproc_core.settings import bootstrap_list
 from imgproc_core.use_cases import Backoff
 from imgproc_worker.handling import Delivery, MessageHandler
 from imgproc_worker.ledger import OffsetLedger, Tenure
+from imgproc_worker.metrics import NO_CONSUMER_METRICS, ConsumerMetrics, NullConsumerMetrics
 
 __all__ = [
-    "ConsumerMetrics",
     "ConsumerOptions",
     "DescribeGroup",
     "Membership",
@@ -114,32 +114,6 @@ class ConsumerOptions:
         """Records in hand at most: running, and waiting in the backlog."""
         prefetch = max(32, 8 * self.threads) if self.prefetch is None else self.prefetch
         return self.threads + prefetch
-
-
-class ConsumerMetrics(Protocol):
-    """What the polling thread reports of the consumer (see :mod:`imgproc_worker.metrics`)."""
-
-    def rebalanced(self, assigned: int, revoked: int) -> None: ...
-
-    def partition_lag(self, topic: str, partition: int, lag: int) -> None: ...
-
-    def partition_forgotten(self, topic: str, partition: int) -> None: ...
-
-    def in_flight(self, jobs: int) -> None: ...
-
-
-class _NoMetrics:
-    def rebalanced(self, assigned: int, revoked: int) -> None:
-        pass
-
-    def partition_lag(self, topic: str, partition: int, lag: int) -> None:
-        pass
-
-    def partition_forgotten(self, topic: str, partition: int) -> None:
-        pass
-
-    def in_flight(self, jobs: int) -> None:
-        pass
 
 
 class _Revocations(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -388,7 +362,7 @@ class Worker:
         self._before_connect = before_connect
         self._describe_group = describe_group
         self._consumer_factory = consumer_factory or self._kafka_consumer
-        self._metrics: ConsumerMetrics = metrics or _NoMetrics()
+        self._metrics: ConsumerMetrics | NullConsumerMetrics = metrics or NO_CONSUMER_METRICS
         self._ledger: OffsetLedger[TopicPartition] = OffsetLedger()
         self._backlog = _Backlog()
         self._revocations = _Revocations()

@@ -8,6 +8,7 @@ from typing import Final
 
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.use_cases import Backoff, RelayOutbox
+from imgproc_worker.metrics import RelayMetrics
 
 __all__ = ["RELAY_BACKOFF", "RelayLoop"]
 
@@ -15,8 +16,9 @@ logger = logging.getLogger(__name__)
 
 #: How often an idle relay looks at the outbox again.
 IDLE_SECONDS: Final = 0.2
-#: How the relay waits for the broker or the database: 0.5 s, doubling to 30 s.
-RELAY_BACKOFF: Final = Backoff(base_seconds=0.5, max_seconds=30.0)
+#: How the relay waits for the broker or the database: 0.5 s, doubling to 2 s. The cap bounds
+#: how long after their return the relay resumes, for one attempt every 2 s meanwhile.
+RELAY_BACKOFF: Final = Backoff(base_seconds=0.5, max_seconds=2.0)
 
 
 class RelayLoop:
@@ -24,7 +26,7 @@ class RelayLoop:
 
     A full batch is followed at once by the next; otherwise the relay rests ``idle_seconds``.
     When the broker or the database is down it retries with exponential backoff (0.5 s
-    doubling to 30 s) and says so once per failure; the rows wait in the outbox meanwhile.
+    doubling to 2 s) and says so once per failure; the rows wait in the outbox meanwhile.
     Several relays may run at once: leases keep them off each other's rows.
     """
 
@@ -34,10 +36,12 @@ class RelayLoop:
         *,
         idle_seconds: float = IDLE_SECONDS,
         backoff_max_seconds: float = RELAY_BACKOFF.max_seconds,
+        metrics: RelayMetrics | None = None,
     ) -> None:
         self._relay = relay
         self._idle = idle_seconds
         self._backoff = Backoff(RELAY_BACKOFF.base_seconds, backoff_max_seconds)
+        self._metrics = metrics
         self.relayed = 0
 
     def run(self, stop: threading.Event) -> None:
@@ -46,12 +50,14 @@ class RelayLoop:
             try:
                 count = self._relay()
             except DependencyUnavailable as exc:
+                self._failed()
                 failures += 1
                 delay = self._delay(failures)
                 logger.warning("relay failed: %s; trying again in %.1f s", exc.message, delay)
                 stop.wait(delay)
                 continue
             except Exception:
+                self._failed()
                 failures += 1
                 delay = self._delay(failures)
                 logger.exception("relay failed unexpectedly; trying again in %.1f s", delay)
@@ -63,8 +69,14 @@ class RelayLoop:
             self.relayed += count
             if count:
                 logger.info("relayed %d job(s)", count)
+                if self._metrics is not None:
+                    self._metrics.relayed(count)
             if count < self._relay.batch_size:
                 stop.wait(self._idle)
+
+    def _failed(self) -> None:
+        if self._metrics is not None:
+            self._metrics.relay_failed()
 
     def _delay(self, failures: int) -> float:
         return self._backoff.delay(failures)

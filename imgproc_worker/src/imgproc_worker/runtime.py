@@ -20,6 +20,13 @@ from imgproc_core.process_setup import freeze_start_up_objects, tune_allocator
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler
+from imgproc_worker.metrics import (
+    ConsumerMetrics,
+    RelayMetrics,
+    metrics_served,
+    process_registry,
+    register_if_collector,
+)
 from imgproc_worker.relay import RELAY_BACKOFF, RelayLoop
 
 __all__ = [
@@ -67,38 +74,54 @@ def _require_kafka(settings: Settings, role: Role) -> None:
 
 def run_worker(container: Container, stop: threading.Event) -> None:
     """Consume and render jobs until ``stop`` is set (the container's resources are the
-    caller's to open and close)."""
+    caller's to open and close), serving metrics on ``IMGPROC_WORKER_METRICS_PORT``."""
     settings: Settings = container.settings()
     _require_kafka(settings, "worker")
     worker_id = process_id()
+    registry = process_registry()
+    # The job runner reports to the container's job metrics; the consumer to its own.
+    register_if_collector(registry, container.job_metrics())
+    consumer_metrics = ConsumerMetrics()
+    registry.register(consumer_metrics)
     handler = MessageHandler(container.run_job(), container.park_message(), worker_id)
     worker = Worker(
         handler,
         worker_options(settings),
         worker_id,
         before_connect=container.ensure_topics,
+        metrics=consumer_metrics,
     )
-    worker.run(stop)
+    with metrics_served(registry, settings.metrics_host, settings.worker_metrics_port):
+        worker.run(stop)
 
 
 def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
-    """Relay the outbox to Kafka until ``stop`` is set; returns the loop (its ``relayed``
-    count) once stopped."""
+    """Relay the outbox to Kafka until ``stop`` is set, serving metrics on
+    ``IMGPROC_RELAY_METRICS_PORT``; returns the loop (its ``relayed`` count) once stopped."""
     settings: Settings = container.settings()
     _require_kafka(settings, "relay")
-    loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"))
-    failures = 0
-    while not stop.is_set():
-        try:
-            container.ensure_topics()
-            break
-        except DependencyUnavailable as exc:
-            failures += 1
-            delay = RELAY_BACKOFF.delay(failures)
-            logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
-            stop.wait(delay)
-    logger.info("relaying the outbox to %s", settings.kafka_topic)
-    loop.run(stop)
+    registry = process_registry()
+    metrics = RelayMetrics(container.get_outbox_backlog())
+    registry.register(metrics)
+    loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"), metrics=metrics)
+    # Served from the start: the outbox fills up while the broker is away, which is when an
+    # operator looks.
+    with metrics_served(registry, settings.metrics_host, settings.relay_metrics_port):
+        failures = 0
+        while not stop.is_set():
+            try:
+                container.ensure_topics()
+                break
+            except DependencyUnavailable as exc:
+                metrics.relay_failed()
+                failures += 1
+                # Capped like the loop's own backoff, so that the broker's return is noticed
+                # within seconds however long it was away.
+                delay = RELAY_BACKOFF.delay(failures)
+                logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
+                stop.wait(delay)
+        logger.info("relaying the outbox to %s", settings.kafka_topic)
+        loop.run(stop)
     return loop
 
 

@@ -12,8 +12,14 @@ from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import TransformJob
 from imgproc_core.domain.transformations import Resize, Transformation
-from imgproc_core.ports import UnitOfWorkFactory
-from imgproc_core.use_cases import RelayOutbox, RequestTransform, RequestTransformCommand
+from imgproc_core.ports import UnitOfWork, UnitOfWorkFactory
+from imgproc_core.use_cases import (
+    GetOutboxBacklog,
+    OutboxBacklog,
+    RelayOutbox,
+    RequestTransform,
+    RequestTransformCommand,
+)
 
 Upload = Callable[..., Image]
 LEASE = 30.0
@@ -71,17 +77,44 @@ def test_batches_are_published_oldest_first_and_leave_the_outbox(
     assert outbox_size(uow_factory) == 0
 
 
-def test_a_broker_down_keeps_the_rows_leased_until_the_lease_ends(
+def test_a_broker_down_gives_the_rows_back_for_the_next_attempt(
     uow_factory: UnitOfWorkFactory,
     publisher: InMemoryJobPublisher,
     clock: ManualClock,
     queued: list[TransformJob],
 ) -> None:
     publisher.available = False
+    down = relay(uow_factory, publisher, clock, "relay-1", batch_size=10)
     with pytest.raises(DependencyUnavailable):
-        relay(uow_factory, publisher, clock, "relay-down", batch_size=10)()
+        down()
     assert outbox_size(uow_factory) == 5
     assert publisher.delivered == []
+
+    # The broker is back: the next attempt publishes them, without waiting out a lease.
+    publisher.available = True
+    assert down() == 5
+    assert publisher.delivered == queued
+    assert outbox_size(uow_factory) == 0
+
+
+def test_rows_the_database_cannot_take_back_wait_for_their_lease(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    opened = 0
+
+    def second_one_fails() -> UnitOfWork:
+        nonlocal opened
+        opened += 1
+        if opened == 2:
+            raise DependencyUnavailable("the database is down", "database")
+        return uow_factory()
+
+    publisher.available = False
+    with pytest.raises(DependencyUnavailable, match="broker"):
+        relay(second_one_fails, publisher, clock, "relay-down", batch_size=10)()
 
     publisher.available = True
     other = relay(uow_factory, publisher, clock, "relay-up", batch_size=10)
@@ -129,3 +162,22 @@ def test_a_relay_needs_a_lease_and_a_batch(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         RelayOutbox(uow_factory, publisher, clock, "r", lease_seconds=lease, batch_size=batch)
+
+
+def test_the_backlog_counts_the_jobs_and_ages_the_oldest(
+    uow_factory: UnitOfWorkFactory,
+    publisher: InMemoryJobPublisher,
+    clock: ManualClock,
+    queued: list[TransformJob],
+) -> None:
+    backlog = GetOutboxBacklog(uow_factory, clock)
+    # The fixture queued five jobs a second apart and then moved on a second.
+    assert backlog() == OutboxBacklog(depth=5, oldest_age_seconds=5.0)
+    clock.advance(10)
+    assert backlog() == OutboxBacklog(depth=5, oldest_age_seconds=15.0)
+
+    assert relay(uow_factory, publisher, clock, batch_size=2)() == 2
+    assert backlog() == OutboxBacklog(depth=3, oldest_age_seconds=13.0)
+
+    relay(uow_factory, publisher, clock, batch_size=10)()
+    assert backlog() == OutboxBacklog(depth=0, oldest_age_seconds=0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
 
@@ -116,9 +117,19 @@ class JobQueue(Protocol):
         one else claimed it; False, changing nothing, once it is not (acknowledged, given
         back, or claimed by another worker after the lease ran out).
         """
+
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        """Give back the jobs of ``job_ids`` that ``worker`` still holds, claimable at once as
+        they were, no attempt counted (a relay whose batch did not reach the broker). Jobs
+        gone, or leased by another worker since, are left as they are."""
         ...
 
     def pending_count(self) -> int: ...
+
+    def oldest_enqueued_at(self) -> datetime | None:
+        """When the job that has been in the queue longest was queued, leased or not (a retry
+        keeps the job's first time); None when the queue is empty."""
+        ...
 
 
 class UnitOfWork(Protocol):

@@ -61,7 +61,7 @@ from imgproc_core.use_cases.job_runner import (
     RunJobCommand,
     Sleep,
 )
-from imgproc_core.use_cases.relay import RelayOutbox
+from imgproc_core.use_cases.relay import GetOutboxBacklog, OutboxBacklog, RelayOutbox
 from imgproc_core.use_cases.retry_policy import (
     MAX_BACKOFF_SECONDS,
     OUTAGE_BACKOFF_MAX_SECONDS,
@@ -99,6 +99,7 @@ __all__ = [
     "FailureKind",
     "GetDownloadUrl",
     "GetImageMetadata",
+    "GetOutboxBacklog",
     "GetServiceStats",
     "GiveUpJob",
     "GiveUpJobCommand",
@@ -118,6 +119,7 @@ __all__ = [
     "ListUsersQuery",
     "LogIn",
     "LogInCommand",
+    "OutboxBacklog",
     "ParkMessage",
     "ParkMessageCommand",
     "ProcessTransformJob",

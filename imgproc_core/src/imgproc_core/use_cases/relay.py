@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
+from imgproc_core.domain.jobs import TransformJob
 from imgproc_core.ports import Clock, JobPublisher, UnitOfWorkFactory
 
-__all__ = ["RelayOutbox"]
+__all__ = ["GetOutboxBacklog", "OutboxBacklog", "RelayOutbox"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,7 +21,9 @@ class RelayOutbox:
     acknowledged, in one transaction. So a job leaves the outbox only once the broker holds it:
 
     - the broker down: :class:`~imgproc_core.domain.errors.DependencyUnavailable` is raised
-      and the rows stay, leased, until the lease runs out; then any relay publishes them again;
+      and the rows are given back at once, so that the next attempt after the broker's return
+      publishes them; if the database cannot take them back, they stay leased until the lease
+      runs out, and then any relay publishes them again;
     - a relay that dies between publishing and acknowledging leaves its rows leased, and they
       are published again after the lease: consumers see a job twice, which they take in
       their stride (rendering is idempotent).
@@ -59,9 +63,13 @@ class RelayOutbox:
         if not jobs:
             return 0
         started = self._clock.now()
-        for job in jobs:
-            self._publisher.publish(job)
-        self._publisher.flush()
+        try:
+            for job in jobs:
+                self._publisher.publish(job)
+            self._publisher.flush()
+        except Exception:
+            self._give_back(jobs)
+            raise
         with self._uow_factory() as uow:
             for job in jobs:
                 uow.jobs.ack(job.id)
@@ -77,3 +85,45 @@ class RelayOutbox:
             )
         logger.debug("relayed %d jobs", len(jobs))
         return len(jobs)
+
+    def _give_back(self, jobs: list[TransformJob]) -> None:
+        # Some of them may have reached the broker: published again, they are duplicates,
+        # which consumers take in their stride.
+        try:
+            with self._uow_factory() as uow:
+                uow.jobs.release(self._relay_id, [job.id for job in jobs])
+                uow.commit()
+        except Exception:
+            logger.warning(
+                "could not give back %d unpublished jobs; they wait for their lease to end",
+                len(jobs),
+                exc_info=True,
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxBacklog:
+    """What waits in the outbox: how many jobs, and how long the oldest has waited (0 when
+    there is none)."""
+
+    depth: int
+    oldest_age_seconds: float
+
+
+class GetOutboxBacklog:
+    """The outbox's backlog, read in one transaction: for an operator's metrics. A backlog
+    that grows, or whose oldest job keeps ageing, means jobs are not reaching the broker."""
+
+    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+        self._uow_factory = uow_factory
+        self._clock = clock
+
+    def __call__(self) -> OutboxBacklog:
+        with self._uow_factory() as uow:
+            depth = uow.jobs.pending_count()
+            oldest = uow.jobs.oldest_enqueued_at()
+        if oldest is None:
+            return OutboxBacklog(depth, 0.0)
+        # Clocks of different hosts may disagree a little: an age is never negative.
+        age = max(0.0, (self._clock.now() - oldest).total_seconds())
+        return OutboxBacklog(depth, age)

@@ -16,6 +16,10 @@ __all__ = ["ensure_topics"]
 logger = logging.getLogger(__name__)
 
 DEAD_LETTER_RETENTION_MS: Final = 30 * 24 * 3600 * 1000
+#: The longest pause between two attempts to reach the cluster. kafka-python's default (30 s,
+#: reached after five refused connections) made a relay started while the broker was down
+#: notice its return up to half a minute late.
+RECONNECT_BACKOFF_MAX_MS: Final = 1000
 
 
 def ensure_topics(
@@ -59,6 +63,7 @@ def ensure_topics(
             client_id="imgproc-admin",
             bootstrap_timeout_ms=timeout_ms,
             request_timeout_ms=timeout_ms,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         try:
             answer: dict[str, Any] = admin.create_topics(

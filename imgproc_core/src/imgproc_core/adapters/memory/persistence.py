@@ -441,10 +441,21 @@ class InMemoryJobQueue:
             self._tx.jobs.write(job_id, replace(row, leased_until=leased_until))
             return True
 
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        with self._tx.database.lock:
+            for job_id in job_ids:
+                row = self._tx.jobs.get(job_id)
+                if row is not None and row.leased_by == worker:
+                    self._tx.jobs.write(job_id, replace(row, leased_by=None, leased_until=None))
+
     def pending_count(self) -> int:
         """Jobs not acknowledged yet, leased or not."""
         with self._tx.database.lock:
             return len(self._tx.jobs.rows())
+
+    def oldest_enqueued_at(self) -> datetime | None:
+        with self._tx.database.lock:
+            return min((row.enqueued_at for row in self._tx.jobs.rows()), default=None)
 
 
 class InMemoryUnitOfWork:

@@ -6,7 +6,8 @@ and so that all writers agree on one notion of "due".
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select, update
@@ -153,7 +154,23 @@ class SqlAlchemyJobQueue:
             ).one_or_none()
         return renewed is not None
 
+    def release(self, worker: str, job_ids: Sequence[str]) -> None:
+        if not job_ids:
+            return
+        with translated_errors():
+            self._session.execute(
+                update(JobRow)
+                .where(JobRow.id.in_(list(job_ids)), JobRow.leased_by == worker)
+                .values(leased_by=None, lease_until=None)
+                .execution_options(synchronize_session=False)
+            )
+
     def pending_count(self) -> int:
         with translated_errors():
             count = self._session.scalar(select(func.count()).select_from(JobRow))
         return count or 0
+
+    def oldest_enqueued_at(self) -> datetime | None:
+        with translated_errors():
+            oldest = self._session.scalar(select(func.min(JobRow.created_at)))
+        return None if oldest is None else utc(oldest)
