@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -93,9 +93,9 @@ class ScriptedImageCodec:
         script = json.loads(data)
         action = script["do"]
         if action == "sleep":
-            if "folder" in script:
-                (Path(script["folder"]) / str(os.getpid())).touch()
             time.sleep(script["seconds"])
+        elif action == "hold":
+            _hold(Path(script["folder"]))
         elif action == "meet":
             _meet(Path(script["folder"]), script["peers"])
         elif action == "raise":
@@ -121,6 +121,16 @@ def tune_worker() -> None:
 
 def broken_codec() -> ScriptedImageCodec:
     raise ImportError("no codec library here")
+
+
+def _hold(folder: Path) -> None:
+    """Say so in ``folder`` (a file named by this pid), then wait for a file named ``release``."""
+    (folder / str(os.getpid())).touch()
+    give_up = time.monotonic() + PATIENCE_SECONDS
+    while not (folder / "release").exists():
+        if time.monotonic() > give_up:
+            raise InvalidInput("the job was never released")
+        time.sleep(0.01)
 
 
 def _meet(folder: Path, peers: int) -> None:
@@ -362,27 +372,36 @@ def test_idle_workers_killed_from_outside_are_replaced(make_pool: Any, tmp_path:
 def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
     make_pool: Any, tmp_path: Path
 ) -> None:
+    # With a job running, pebble replaces the dead worker and leaves its pool as it is.
+    before = codec_processes()
     pool = make_pool(size=2)
     workers = worker_pids(pool, 2, tmp_path / "before")
-    started = tmp_path / "started"
-    started.mkdir()
+    held = tmp_path / "held"
+    held.mkdir()
     with ThreadPoolExecutor(1) as threads:
-        busy = threads.submit(
-            pool.transform, script(do="sleep", seconds=1.0, folder=str(started)), ANY, LIMITS
-        )
-        give_up = time.monotonic() + PATIENCE_SECONDS
-        while not any(started.iterdir()) and time.monotonic() < give_up:
-            time.sleep(0.01)
-        (busy_pid,) = (int(path.name) for path in started.iterdir())
+        busy = threads.submit(pool.transform, script(do="hold", folder=str(held)), ANY, LIMITS)
+        _wait_for(lambda: any(held.iterdir()))
+        (busy_pid,) = (int(path.name) for path in held.iterdir())
         (idle,) = workers - {busy_pid}
         os.kill(idle, signal.SIGKILL)
         assert wait_until_gone([idle]) == []
+        # The replacement starts while the job still runs.
+        _wait_for(lambda: len(codec_processes() - before - workers) == 1)
+        (held / "release").touch()
 
         assert int(busy.result().data) == busy_pid
 
     after = worker_pids(pool, 2, tmp_path / "after")
     assert busy_pid in after
     assert idle not in after
+    assert after == codec_processes() - before
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    give_up = time.monotonic() + PATIENCE_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up, "waited in vain"
+        time.sleep(0.01)
 
 
 # -- concurrency ---------------------------------------------------------------------------------
