@@ -15,7 +15,7 @@ import PIL.Image  # noqa: F401
 
 from bench import machine
 from bench.results import RESULTS_DIR, Row, Run
-from bench.scenarios import Budget, api, ceiling, encoders, engine, workers
+from bench.scenarios import Budget, api, ceiling, encoders, engine, pool, workers
 
 Scenario = Callable[[Run, Budget], None]
 
@@ -29,6 +29,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     "encoders": encoders.encoders,
     "api": api.api,
     "workers": workers.workers,
+    "pool": pool.pool_throughput,
 }
 
 

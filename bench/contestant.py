@@ -38,17 +38,26 @@ def main() -> None:
         print(json.dumps(peak_growth(job)), flush=True)
         return
     job()
+
+    def measure(count: int) -> dict[str, float]:
+        wall, cpu = time.perf_counter(), time.process_time()
+        for _ in range(count):
+            job()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        return {"wall": wall / count, "cpu": cpu / count}
+
+    answer_runs(measure)
+
+
+def answer_runs(measure: Callable[[int], dict[str, float]]) -> None:
+    """Say ``ready``, then answer each ``run N`` on standard input with ``measure(N)``, one JSON
+    line, until standard input closes or says something else."""
     print("ready", flush=True)
     for line in sys.stdin:
         command = line.split()
         if command[:1] != ["run"]:
             break
-        count = int(command[1])
-        wall, cpu = time.perf_counter(), time.process_time()
-        for _ in range(count):
-            job()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        print(json.dumps({"wall": wall / count, "cpu": cpu / count}), flush=True)
+        print(json.dumps(measure(int(command[1]))), flush=True)
 
 
 def _status_kb(field: str) -> int:

@@ -34,17 +34,22 @@ class Timing:
 
 @dataclass
 class Contestant:
-    """``job`` on ``source`` in its own Python process, ready to be told to run."""
+    """``job`` on ``source`` in its own Python process, ready to be told to run.
+
+    ``module`` is the program the process runs: :mod:`bench.contestant`, or another that
+    speaks the same protocol.
+    """
 
     label: str
     job: str
     source: Path
     tune: bool = False
     env: Mapping[str, str] = field(default_factory=dict)
+    module: str = "bench.contestant"
     _process: subprocess.Popen[str] | None = None
 
     def start(self) -> Self:
-        command = [sys.executable, "-m", "bench.contestant", self.job, str(self.source)]
+        command = [sys.executable, "-m", self.module, self.job, str(self.source)]
         if self.tune:
             command.append("--tune")
         self._process = subprocess.Popen(
@@ -62,12 +67,16 @@ class Contestant:
         return self
 
     def run(self, count: int) -> Timing:
+        answer = self.ask(count)
+        return Timing(answer["wall"], answer["cpu"])
+
+    def ask(self, count: int) -> dict[str, float]:
+        """Run ``count`` jobs; the contestant's whole answer (per job: wall, cpu, ...)."""
         assert self._process is not None
         assert self._process.stdin is not None
         self._process.stdin.write(f"run {count}\n")
         self._process.stdin.flush()
-        answer = json.loads(self._read())
-        return Timing(answer["wall"], answer["cpu"])
+        return json.loads(self._read())  # type: ignore[no-any-return]
 
     def close(self) -> None:
         process, self._process = self._process, None

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,8 @@ class ScriptedImageCodec:
         action = script["do"]
         if action == "sleep":
             time.sleep(script["seconds"])
+        elif action == "hold":
+            _hold(Path(script["folder"]))
         elif action == "meet":
             _meet(Path(script["folder"]), script["peers"])
         elif action == "raise":
@@ -103,7 +105,7 @@ class ScriptedImageCodec:
         elif action == "die":
             os.kill(os.getpid(), signal.SIGKILL)
         elif action == "tell-tuning":
-            answer = os.environ.get(TUNED, "").encode()
+            answer = json.dumps({"mark": os.environ.get(TUNED), "pid": os.getpid()}).encode()
             return EncodedImage(data=answer, format="png", mimetype="image/png", width=1, height=1)
         pid = str(os.getpid()).encode()
         return EncodedImage(data=pid, format="png", mimetype="image/png", width=1, height=1)
@@ -119,6 +121,16 @@ def tune_worker() -> None:
 
 def broken_codec() -> ScriptedImageCodec:
     raise ImportError("no codec library here")
+
+
+def _hold(folder: Path) -> None:
+    """Say so in ``folder`` (a file named by this pid), then wait for a file named ``release``."""
+    (folder / str(os.getpid())).touch()
+    give_up = time.monotonic() + PATIENCE_SECONDS
+    while not (folder / "release").exists():
+        if time.monotonic() > give_up:
+            raise InvalidInput("the job was never released")
+        time.sleep(0.01)
 
 
 def _meet(folder: Path, peers: int) -> None:
@@ -138,6 +150,26 @@ def script(**fields: Any) -> bytes:
 def pid_of(pool: ProcessPoolImageCodec, **fields: Any) -> int:
     """Run a script (by default, nothing) and return the pid of the worker that ran it."""
     return int(pool.transform(script(do="nothing", **fields), ANY, LIMITS).data)
+
+
+def worker_pids(pool: ProcessPoolImageCodec, size: int, folder: Path) -> set[int]:
+    """The pids of all ``size`` workers: as many jobs at once, each waiting for the others."""
+    folder.mkdir()
+    job = script(do="meet", folder=str(folder), peers=size)
+    with ThreadPoolExecutor(size) as threads:
+        return {
+            int(image.data)
+            for image in threads.map(lambda _: pool.transform(job, ANY, LIMITS), range(size))
+        }
+
+
+def codec_processes() -> set[int]:
+    """The live codec worker processes of every pool of this process (pebble's workers)."""
+    return {
+        process.pid
+        for process in multiprocessing.active_children()
+        if process.name == "pebble_pool_worker" and process.pid is not None
+    }
 
 
 def running(pid: int) -> bool:
@@ -285,7 +317,6 @@ def test_a_job_past_the_time_limit_is_killed_and_the_pool_goes_on(make_pool: Any
     assert wait_until_gone([first]) == []
     second = pid_of(pool)
     assert second != first
-    assert pool.pids == (second,)
 
 
 def test_the_wait_for_a_free_worker_is_not_counted(make_pool: Any, tmp_path: Path) -> None:
@@ -314,25 +345,63 @@ def test_a_worker_that_dies_during_a_job_is_a_crash_and_is_replaced(make_pool: A
 
     assert isinstance(raised.value, ProcessingTimeout)
     assert "SIGKILL" in str(raised.value)
+    assert not running(first)
     second = pid_of(pool)
     assert second != first
-    assert pool.pids == (second,)
 
 
-def test_an_idle_worker_killed_from_outside_is_replaced(make_pool: Any) -> None:
-    pool = make_pool(size=2, start_eagerly=True)
-    victims = pool.pids
+def test_idle_workers_killed_from_outside_are_replaced(make_pool: Any, tmp_path: Path) -> None:
+    # pebble takes a worker's death while no job runs for its whole pool broken: the adapter
+    # starts another pool, and the jobs go there.
+    pool = make_pool(size=2)
+    victims = worker_pids(pool, 2, tmp_path / "before")
     assert len(victims) == 2
 
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    assert wait_until_gone(victims) == []
+    assert wait_until_gone(list(victims)) == []
 
     with ThreadPoolExecutor(2) as threads:
         pids = set(threads.map(lambda _: pid_of(pool), range(4)))
     assert pids.isdisjoint(victims)
-    assert len(pool.pids) == 2
-    assert set(pool.pids).isdisjoint(victims)
+    after = worker_pids(pool, 2, tmp_path / "after")
+    assert len(after) == 2
+    assert after.isdisjoint(victims)
+
+
+def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
+    make_pool: Any, tmp_path: Path
+) -> None:
+    # With a job running, pebble replaces the dead worker and leaves its pool as it is.
+    before = codec_processes()
+    pool = make_pool(size=2)
+    workers = worker_pids(pool, 2, tmp_path / "before")
+    held = tmp_path / "held"
+    held.mkdir()
+    with ThreadPoolExecutor(1) as threads:
+        busy = threads.submit(pool.transform, script(do="hold", folder=str(held)), ANY, LIMITS)
+        _wait_for(lambda: any(held.iterdir()))
+        (busy_pid,) = (int(path.name) for path in held.iterdir())
+        (idle,) = workers - {busy_pid}
+        os.kill(idle, signal.SIGKILL)
+        assert wait_until_gone([idle]) == []
+        # The replacement starts while the job still runs.
+        _wait_for(lambda: len(codec_processes() - before - workers) == 1)
+        (held / "release").touch()
+
+        assert int(busy.result().data) == busy_pid
+
+    after = worker_pids(pool, 2, tmp_path / "after")
+    assert busy_pid in after
+    assert idle not in after
+    assert after == codec_processes() - before
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    give_up = time.monotonic() + PATIENCE_SECONDS
+    while not condition():
+        assert time.monotonic() < give_up, "waited in vain"
+        time.sleep(0.01)
 
 
 # -- concurrency ---------------------------------------------------------------------------------
@@ -347,18 +416,21 @@ def test_parallel_calls_run_in_as_many_workers_at_once(make_pool: Any, tmp_path:
 
     pids = {int(result.data) for result in results}
     assert len(pids) == 3
-    assert pids == set(pool.pids)
     assert {int(path.name) for path in tmp_path.iterdir()} == pids
 
 
 def test_workers_start_at_first_use_unless_started_eagerly(make_pool: Any) -> None:
+    before = codec_processes()
     lazy = make_pool(size=2)
-    assert lazy.pids == ()
-    pid_of(lazy)
-    assert len(lazy.pids) == 1
+    assert codec_processes() == before
+    worker = pid_of(lazy)
+    started = codec_processes() - before
+    assert worker in started
+    assert len(started) == 2
 
-    eager = make_pool(size=2, start_eagerly=True)
-    assert len(eager.pids) == 2
+    before = codec_processes()
+    make_pool(size=2, start_eagerly=True)
+    assert len(codec_processes() - before) == 2
 
 
 def test_the_initializer_runs_in_each_worker_before_its_codec(make_pool: Any) -> None:
@@ -366,44 +438,36 @@ def test_the_initializer_runs_in_each_worker_before_its_codec(make_pool: Any) ->
     tell = script(do="tell-tuning")
 
     with ThreadPoolExecutor(2) as threads:
-        marks = set(threads.map(lambda _: pool.transform(tell, ANY, LIMITS).data, range(2)))
+        answers = list(threads.map(lambda _: pool.transform(tell, ANY, LIMITS).data, range(4)))
 
-    assert marks <= {f"tuned {pid}".encode() for pid in pool.pids}
+    for answer in map(json.loads, answers):
+        assert answer["mark"] == f"tuned {answer['pid']}"
     assert TUNED not in os.environ
 
 
-def test_a_codec_that_cannot_be_built_is_a_bug_reported_at_start() -> None:
+def test_a_codec_that_cannot_be_built_is_a_bug_reported_to_every_job() -> None:
     with ProcessPoolImageCodec(1, GENEROUS_LIMIT, broken_codec) as pool:
         for _ in range(2):
             with pytest.raises(CodecProcessError, match="no codec library here") as raised:
                 pool.transform(script(do="nothing"), ANY, LIMITS)
             assert raised.value.error_type == "builtins.ImportError"
-            assert pool.pids == ()
+            assert "broken_codec" in raised.value.child_traceback
 
 
 # -- closing -------------------------------------------------------------------------------------
 
 
-def _codec_processes() -> list[int]:
-    return [
-        process.pid
-        for process in multiprocessing.active_children()
-        if process.name.startswith("imgproc-codec-") and process.pid is not None
-    ]
-
-
 def test_close_leaves_no_worker_behind(make_pool: Any) -> None:
+    before = codec_processes()
     pool = make_pool(size=3, start_eagerly=True)
-    pids = pool.pids
+    pids = codec_processes() - before
     assert len(pids) == 3
-    assert set(pids) <= set(_codec_processes())
 
     pool.close()
     pool.close()
 
     assert [pid for pid in pids if running(pid)] == []
-    assert set(_codec_processes()).isdisjoint(pids)
-    assert pool.pids == ()
+    assert codec_processes().isdisjoint(pids)
     with pytest.raises(DependencyUnavailable) as raised:
         pid_of(pool)
     assert raised.value.dependency == "codec"
@@ -443,7 +507,9 @@ def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
     program = f"""
 import os, sys, threading, time
 sys.path.insert(0, {str(ROOT)!r})
-from tests.unit.adapters.test_process_pool_codec import ScriptedImageCodec, script, ANY, LIMITS
+from tests.unit.adapters.test_process_pool_codec import (
+    ScriptedImageCodec, script, ANY, LIMITS, codec_processes
+)
 from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
 
 if __name__ == "__main__":
@@ -453,7 +519,7 @@ if __name__ == "__main__":
     )
     busy.start()
     time.sleep(0.3)
-    print(" ".join(map(str, pool.pids)), flush=True)
+    print(" ".join(map(str, codec_processes())), flush=True)
     os._exit(0)
 """
     path = tmp_path / "parent.py"
@@ -491,6 +557,7 @@ def test_with_worker_processes_jobs_run_in_a_pool_that_closes_with_the_container
     corpus_dir: Path,
 ) -> None:
     settings = settings_for_tests(worker_processes=2, job_time_limit_seconds=45.0)
+    before = codec_processes()
     container = build_container(settings)
     container.init_resources()
     try:
@@ -503,13 +570,13 @@ def test_with_worker_processes_jobs_run_in_a_pool_that_closes_with_the_container
         assert container.upload_image()._codec is container.codec()
         data = (corpus_dir / "pillow" / "hopper.png").read_bytes()
         pool.transform(data, parse_transformation({"resize": {"width": 16}}), LIMITS)
-        workers = pool.pids
-        assert len(workers) == 1
+        workers = codec_processes() - before
+        assert len(workers) == 2
     finally:
         container.shutdown_resources()
 
-    assert wait_until_gone(workers) == []
-    assert pool.pids == ()
+    assert wait_until_gone(list(workers)) == []
+    assert codec_processes().isdisjoint(workers)
 
 
 def test_without_worker_processes_jobs_run_on_the_codec_in_process() -> None:

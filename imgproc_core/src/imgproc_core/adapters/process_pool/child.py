@@ -1,13 +1,26 @@
-"""The loop a worker process runs: build the codec, say so, then answer jobs until the pipe closes.
+"""What a worker process runs: the codec, built once per process, and one job at a time.
 
-A worker leaves shutdown to its parent: it ignores SIGINT (a Ctrl-C in a terminal reaches the
-whole process group, and the parent decides what happens to the jobs in hand), and it exits when
-its pipe closes, which is how :meth:`ProcessPoolImageCodec.close` ends an idle worker, and what
-happens when the parent dies. A worker busy with a long job would not read its pipe until it
-answers, so a watchdog thread also waits on a ``lifeline``, a pipe whose only writing end the
-parent holds and never writes to: end-of-file there means the parent is gone, and the worker
-exits at once. (Watching the parent process id would not do: under ``forkserver`` the parent is
-the fork server, which lives on as long as any worker does.)
+pebble starts the processes, hands each its jobs, and stops or replaces them; this module is
+what they run. :func:`start` is pebble's initializer: it runs the pool's own initializer, then
+builds the codec, once per process and before the process takes a job, so that neither counts
+against a job's time limit. It never raises: a failure is remembered, and every job of that
+process answers with it. (A worker whose initializer raises exits, and pebble, seeing a worker
+exit while no job runs, declares its whole pool broken.) :func:`run` is the job: the request
+in, an encoded reply out, never an exception, so that the parent unpickles nothing but bytes
+of a worker's making.
+
+Stopping is the parent's business. pebble makes its workers ignore SIGINT (a Ctrl-C in a
+terminal reaches the whole process group), and stops a worker with SIGTERM (a job past its
+time limit, the pool closing), then SIGKILL if it still runs after 3 s. pebble's own SIGTERM
+handler runs only between two bytecodes, which a job inside libjpeg does not reach for a long
+while, so :func:`start` gives SIGTERM back its default action: the process ends at once,
+wherever it is.
+
+A worker busy with a long job would not notice its parent's death until the job ends, so a
+watchdog thread also waits on a ``lifeline``, a pipe whose only writing end the parent holds
+and never writes to: end-of-file there means the parent is gone, and the worker exits at once.
+(Watching the parent process id would not do: under ``forkserver`` the parent is the fork
+server, which lives on as long as any worker does.)
 """
 
 from __future__ import annotations
@@ -23,10 +36,9 @@ from typing import Final
 
 from imgproc_core.adapters.process_pool.messages import (
     Failed,
-    Ready,
     Reply,
     Transformed,
-    decode_request,
+    TransformRequest,
     encode,
     rejected,
 )
@@ -36,39 +48,39 @@ from imgproc_core.ports.codec import ImageCodec
 #: Exit status of a worker whose parent went away.
 EXIT_ORPHANED: Final = 3
 
+#: This process's codec once :func:`start` built it, or why it could not.
+_codec: ImageCodec | None = None
+_start_failure: Failed | None = None
 
-def serve(
-    connection: Connection,
-    lifeline: Connection,
+
+def start(
     codec_factory: Callable[[], ImageCodec],
     initializer: Callable[[], None] | None,
+    lifeline: Connection,
 ) -> None:
-    """The worker process's target. ``initializer`` runs before the codec is built."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """pebble's initializer: ``initializer`` runs before the codec is built."""
+    global _codec, _start_failure
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     _exit_with_parent(lifeline)
     try:
         if initializer is not None:
             initializer()
-        codec = codec_factory()
+        _codec = codec_factory()
     except Exception as exc:
-        _send(connection, encode(failure(exc)))
-        return
-    if not _send(connection, encode(Ready(pid=os.getpid()))):
-        return
-    while True:
-        try:
-            payload = connection.recv_bytes()
-        except (EOFError, OSError):
-            return
-        if not _send(connection, answer(codec, payload)):
-            return
+        _start_failure = failure(exc)
 
 
-def answer(codec: ImageCodec, payload: bytes) -> bytes:
-    """The encoded reply to one encoded request."""
+def run(request: TransformRequest) -> bytes:
+    """pebble's job: the encoded reply to one request."""
+    if _codec is None:
+        return encode(_start_failure or failure(RuntimeError("the codec worker did not start")))
+    return answer(_codec, request)
+
+
+def answer(codec: ImageCodec, request: TransformRequest) -> bytes:
+    """The encoded reply to one request."""
     reply: Reply
     try:
-        request = decode_request(payload)
         image = codec.transform(
             request.data, request.transformation, request.limits, watermark=request.watermark
         )
@@ -90,14 +102,6 @@ def failure(error: Exception) -> Failed:
         message=str(error),
         traceback="".join(traceback.format_exception(error)),
     )
-
-
-def _send(connection: Connection, payload: bytes) -> bool:
-    try:
-        connection.send_bytes(payload)
-    except OSError:
-        return False
-    return True
 
 
 def _exit_with_parent(lifeline: Connection) -> None:

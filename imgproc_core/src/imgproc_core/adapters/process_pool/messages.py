@@ -1,8 +1,10 @@
-"""What the pool and its worker processes say to each other over a pipe: msgpack, not pickle.
+"""What the pool and its worker processes hand each other.
 
-A job goes out as one :class:`TransformRequest`; one :data:`Reply` comes back. Only values of
-known shapes cross: bytes, the ``Transformation`` and ``Limits`` structs, the ``EncodedImage``
-dataclass, plain attribute values.
+A job goes out as one :class:`TransformRequest`, which pebble pickles (a struct of known shape:
+bytes, the ``Transformation`` and ``Limits`` structs). One :data:`Reply` comes back, encoded by
+the worker with msgpack into bytes, so that the parent never unpickles an object that a worker
+made: only values of known shapes cross (the ``EncodedImage`` dataclass, plain attribute
+values). pebble takes a reply that it cannot unpickle for its whole pool broken.
 
 Domain errors cannot be pickled back as they are (a subclass with its own ``__init__``, such as
 ``ImageTooLarge(message, limit_bytes)``, does not unpickle), so an error travels as its class's
@@ -34,12 +36,6 @@ class TransformRequest(msgspec.Struct, frozen=True, array_like=True):
     watermark: bytes | None
 
 
-class Ready(msgspec.Struct, frozen=True, tag="ready"):
-    """A new worker process has built its codec and waits for jobs."""
-
-    pid: int
-
-
 class Transformed(msgspec.Struct, frozen=True, tag="transformed"):
     image: EncodedImage
 
@@ -61,19 +57,14 @@ class Failed(msgspec.Struct, frozen=True, tag="failed"):
     traceback: str
 
 
-Reply = Ready | Transformed | Rejected | Failed
+Reply = Transformed | Rejected | Failed
 
 _reply_decoder: Final[msgspec.msgpack.Decoder[Reply]] = msgspec.msgpack.Decoder(Reply)
-_request_decoder: Final = msgspec.msgpack.Decoder(TransformRequest)
 _encoder: Final = msgspec.msgpack.Encoder()
 
 
-def encode(message: TransformRequest | Reply) -> bytes:
+def encode(message: Reply) -> bytes:
     return _encoder.encode(message)
-
-
-def decode_request(payload: bytes) -> TransformRequest:
-    return _request_decoder.decode(payload)
 
 
 def decode_reply(payload: bytes) -> Reply:
