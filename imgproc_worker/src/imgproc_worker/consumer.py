@@ -30,7 +30,12 @@ a scripted consumer) and the real-Kafka ones in ``tests/integration/test_kafka_w
    backlog, not from the consumer; the polling thread keeps the backlog topped up, and
    pauses every partition (still polling, to stay in the group and take part in
    rebalances) only while the backlog is full.
-7. **A refused commit is tried again, the last one too.** Commits refused mid-rebalance stay
+7. **A partition paused in the middle of a fetch is not left behind.** kafka-python 3.0.12
+   parks the rest of a paused partition's fetch and, once another partition's records were
+   consumed, never hands it back nor fetches that partition again:
+   :func:`release_parked_records` runs before every poll (tested on a real broker in
+   ``tests/integration/test_kafka_consumer.py``).
+8. **A refused commit is tried again, the last one too.** Commits refused mid-rebalance stay
    in the ledger and go out on the next pass; a stopping worker keeps polling (paused) to let
    the rebalance end, and commits again, for up to ``final_commit_seconds``.
 """
@@ -336,7 +341,7 @@ class Worker:
       output and database row are written, or when it is parked on the dead-letter topic.
       Commits go out every ``poll_seconds`` at most.
     - On stop (SIGTERM), polling for new records ends and the backlog is dropped (left to the
-      next owner); the jobs running finish, what is finished is committed (rule 7), and the
+      next owner); the jobs running finish, what is finished is committed (rule 8), and the
       consumer leaves the group.
 
     Partitions are assigned by the cooperative sticky assignor: a worker that joins or leaves
@@ -546,6 +551,7 @@ class Worker:
             paused = consumer.paused()
             if paused:
                 consumer.resume(*paused)
+        release_parked_records(consumer)
 
     def _reconcile(self, consumer: Any) -> set[TopicPartition]:
         """Bring the ledger and the backlog in step with the consumer's assignment and the
@@ -707,7 +713,7 @@ class Worker:
     # -- stopping --------------------------------------------------------------------------
 
     def _wind_down(self, consumer: Any, threads: list[threading.Thread]) -> None:
-        """Poll, paused, while the jobs running finish, then commit them (rule 7)."""
+        """Poll, paused, while the jobs running finish, then commit them (rule 8)."""
         poll_ms = int(self._options.poll_seconds * 1000)
 
         def paused_poll() -> None:
@@ -738,6 +744,29 @@ class Worker:
             _names(left),
             self._options.final_commit_seconds,
         )
+
+
+def release_parked_records(consumer: Any) -> None:
+    """Work around kafka-python 3.0.12's fetcher, which can leave a partition stuck for good.
+
+    When a partition is paused while a poll has returned only part of a fetch's records, the
+    fetcher parks the rest, and excludes the partition from fetching until they are handed
+    back. It hands them back only while no other partition's records are in line, which it
+    tells by ``_next_partition_records is None``; but once consumed, those records stay in
+    line as an empty, falsy object, never None. So after another partition's records were
+    consumed, a partition paused in the middle of a fetch is neither returned nor fetched
+    again, however long it stays resumed: its jobs wait for ever, while the worker holds the
+    partition. (Seen as jobs left PENDING when partitions were paused and rebalanced; the
+    test in ``tests/integration/test_kafka_consumer.py`` reproduces it on a real broker.)
+    Clearing the spent records, on the polling thread between polls, lets the fetcher hand
+    the parked ones back on the next poll.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    if fetcher is None:
+        return
+    spent = getattr(fetcher, "_next_partition_records", None)
+    if spent is not None and not spent:
+        fetcher._next_partition_records = None
 
 
 def _commit_request(offsets: dict[TopicPartition, int]) -> dict[TopicPartition, Any]:
