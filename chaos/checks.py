@@ -75,6 +75,7 @@ class LostJob:
     partition_end: int | None = None
     ended_after_it: int = 0
     worker_lines: list[str] = field(default_factory=list)
+    #: The assignment changes of every worker that held the partition, in time order.
     partition_history: list[str] = field(default_factory=list)
 
 
@@ -248,11 +249,14 @@ def _lost(
     )
     name = f"{stack.topics.topic}[{partition}]"
     for worker in workers:
-        for line in worker.log().splitlines():
-            if image_id in line:
-                lost.worker_lines.append(f"{worker.name}: {line}")
-            elif _ASSIGNMENT.search(line) and name in line:
-                lost.partition_history.append(f"{worker.name}: {line}")
+        lines = worker.log().splitlines()
+        lost.worker_lines.extend(f"{worker.name}: {line}" for line in lines if image_id in line)
+        # Every change of assignment of each worker that ever held the partition: a rebalance
+        # that moved other partitions matters too.
+        changes = [line for line in lines if _ASSIGNMENT.search(line)]
+        if any(name in line for line in changes):
+            lost.partition_history.extend(f"{worker.name}: {line}" for line in changes)
+    lost.partition_history.sort(key=lambda entry: entry.split(": ", 1)[1])
     return lost
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -76,22 +77,7 @@ def details(result: RoundResult) -> str:
         lines.append(f"\nRefused requests: {result.refused_requests}\n")
     for reason, ids in result.failed.items():
         lines.append(f"\nFAILED ({len(ids)}): {reason}: {', '.join(ids[:20])}\n")
-    for lost in result.lost:
-        lines.append(
-            f"\n**Lost** `{lost.image_id}` (source `{lost.source_id}`): {lost.status}, "
-            f"attempts {lost.attempts}, partition {lost.partition}, "
-            f"{'still' if lost.in_outbox else 'not'} in the outbox; on the topic at "
-            f"{_copies(lost) or 'nowhere'}; the partition's end offset {lost.partition_end}, "
-            f"{lost.ended_after_it} messages after it there ended; the group's committed "
-            f"offset there {lost.committed_offset}"
-            f"{' (committed past it)' if lost.committed_past else ''}.\n"
-        )
-        for line in lost.worker_lines[-10:]:
-            lines.append(f"    {line}\n")
-        if lost.partition_history:
-            lines.append("  Who held the partition:\n")
-            for line in lost.partition_history[-12:]:
-                lines.append(f"    {line}\n")
+    lines.extend(_lost(result.lost))
     for difference in result.differing[:20]:
         lines.append(
             f"\n**Differs** `{difference.image_id}` ({difference.source}, "
@@ -101,6 +87,52 @@ def details(result: RoundResult) -> str:
         lines.append(f"\n... and {len(result.differing) - 20} more differing objects\n")
     lines.append(f"\nLogs: `{result.log_folder}`\n")
     return "".join(lines)
+
+
+def _lost(lost_jobs: Sequence[LostJob]) -> list[str]:
+    """The lost jobs by partition: where their messages are, who held the partition when,
+    then each job."""
+    lines = []
+    by_partition: dict[int, list[LostJob]] = defaultdict(list)
+    for lost in lost_jobs:
+        by_partition[lost.partition].append(lost)
+    for partition, jobs in sorted(by_partition.items()):
+        copies = [(o, when) for lost in jobs for p, o, when in lost.on_topic if p == partition]
+        offsets = sorted(offset for offset, _ in copies)
+        published = sorted(when for _, when in copies)
+        first = jobs[0]
+        lines.append(
+            f"\n**Lost on partition {partition}: {len(jobs)} jobs**, messages at offsets "
+            f"{_ranges(offsets) or 'none'}"
+            + (f", published {published[0]}-{published[-1]} UTC" if published else "")
+            + f"; the partition's end offset {first.partition_end}, the group's committed "
+            f"offset {first.committed_offset}.\n"
+        )
+        if first.partition_history:
+            lines.append("  The assignments of the workers that held it:\n")
+            lines.extend(f"    {line}\n" for line in first.partition_history[-16:])
+        for lost in jobs:
+            lines.append(
+                f"- `{lost.image_id}` (source `{lost.source_id}`): {lost.status}, attempts "
+                f"{lost.attempts}, {'still' if lost.in_outbox else 'not'} in the outbox; on the "
+                f"topic at {_copies(lost) or 'nowhere'}; {lost.ended_after_it} messages after "
+                f"it on the partition ended"
+                f"{'; committed past it' if lost.committed_past else ''}; "
+                f"{len(lost.worker_lines) or 'no'} worker log lines name it\n"
+            )
+            lines.extend(f"    {line}\n" for line in lost.worker_lines[-10:])
+    return lines
+
+
+def _ranges(offsets: Sequence[int]) -> str:
+    """``[3, 4, 5, 9]`` as ``3-5, 9``."""
+    spans: list[list[int]] = []
+    for offset in offsets:
+        if spans and offset == spans[-1][1] + 1:
+            spans[-1][1] = offset
+        else:
+            spans.append([offset, offset])
+    return ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in spans)
 
 
 def _copies(lost: LostJob) -> str:
