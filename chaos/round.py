@@ -28,14 +28,14 @@ import httpx
 import pytest
 
 from chaos import checks, workload
-from chaos.faults import Cast, FaultRecord, run_schedule
+from chaos.faults import SCHEDULE, Cast, FaultRecord, run_schedule
 from chaos.progress import Progress
 from imgproc_core.container import Container
 from tests.e2e.conftest import Api
 from tests.e2e.production.deployment import (
     Deployment,
-    RunningProcess,
     ServiceScript,
+    WorkerProcess,
     partition_of,
     production_deployment,
     restarted_at_exit,
@@ -199,8 +199,6 @@ def run_round(number: int, plan: RoundPlan, folder: Path) -> RoundResult:
 
 
 def _marks() -> list[str]:
-    from chaos.faults import SCHEDULE
-
     return [f"{share:.0%}" for share, _, _ in SCHEDULE]
 
 
@@ -344,16 +342,13 @@ def _process_records(deployed: Deployment, cast: Cast) -> list[ProcessRecord]:
         else:
             ended_by = "stopped"
         record = ProcessRecord(started.name, ended_by, status, cast.exited.get(started.name))
-        if started.name.startswith("worker"):
+        if isinstance(started, WorkerProcess):
             _describe_worker(started, record)
         records.append(record)
     return records
 
 
-def _describe_worker(worker: RunningProcess, record: ProcessRecord) -> None:
-    from tests.e2e.production.deployment import WorkerProcess
-
-    assert isinstance(worker, WorkerProcess)
+def _describe_worker(worker: WorkerProcess, record: ProcessRecord) -> None:
     record.outcomes = dict(worker.outcomes())
     refusals = checks.refused_commits(worker.log())
     record.refused_commits = len(refusals)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from PIL import Image
+
 from bench.inputs import corpus_dir, photo_12mp
 
 
@@ -61,6 +63,9 @@ def sources() -> list[Source]:
     for source in found:
         if not source.path.is_file():
             raise SystemExit(f"chaos: {source.path} is missing from the corpus")
+        with Image.open(source.path) as opened:
+            if opened.size != (source.width, source.height):
+                raise SystemExit(f"chaos: {source.path} is {opened.size}, not as listed here")
     large = photo_12mp()
     found.append(Source(large.path, large.width, large.height, _LARGE_SHARE))
     return found
