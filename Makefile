@@ -7,8 +7,10 @@ UV := $(shell scripts/bootstrap-uv.sh)
 PYTEST_ARGS ?=
 HOST ?= 127.0.0.1
 PORT ?= 8000
+ROUNDS ?= 3
+CHAOS_JOBS ?= 1000
 
-.PHONY: help install run test test-unit lint format services-up services-down bench bench-quick clean
+.PHONY: help install run test test-unit lint format services-up services-down bench bench-quick chaos clean
 
 help:
 	@echo "make run          install, migrate and serve the embedded profile on http://$(HOST):$(PORT)"
@@ -17,6 +19,7 @@ help:
 	@echo "make lint         ruff (lint + format check), mypy, import boundaries"
 	@echo "make format       apply ruff's formatting and safe fixes"
 	@echo "make bench        the benchmark suite (docs/benchmarks.md); bench-quick: a short run"
+	@echo "make chaos        ROUNDS rounds (3) of CHAOS_JOBS jobs (1000) under crashes, on the test services"
 
 install:
 	$(UV) sync --all-packages --frozen
@@ -56,6 +59,10 @@ bench: install
 
 bench-quick: install
 	$(BENCH) --quick
+
+# Not part of `make test` (which runs one short round): minutes a round. Reports in var/chaos/.
+chaos: install
+	scripts/with-services.sh $(UV) run --frozen python -m chaos --rounds $(ROUNDS) --jobs $(CHAOS_JOBS)
 
 clean:
 	rm -rf .venv .tools var .mypy_cache .ruff_cache .pytest_cache .hypothesis
