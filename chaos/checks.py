@@ -33,12 +33,12 @@ from kafka import KafkaConsumer
 from kafka.structs import TopicPartition
 from sqlalchemy import select
 
-from imgproc_core.adapters.kafka import decode_job
 from imgproc_core.adapters.sqlalchemy.models import JobRow
 from imgproc_core.container import Container
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.transformations import canonical_form
+from imgproc_core.ports.messages import decode_job
 from tests.e2e.production.deployment import Deployment, WorkerProcess, partition_of
 from tests.support.kafka import committed_offsets, end_offsets
 from tests.support.production import ProductionStack
