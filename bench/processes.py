@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Self
@@ -209,13 +209,7 @@ class Throughput:
 
     def as_dict(self) -> dict[str, object]:
         return {
-            "setup": self.setup,
-            "jobs": self.jobs,
-            "seconds": self.seconds,
-            "cpu_seconds": self.cpu_seconds,
-            "machine_cpu_seconds": self.machine_cpu_seconds,
-            "order": self.order,
-            "extra": self.extra,
+            **asdict(self),
             "jobs_per_second": self.jobs_per_second,
             "cores": self.cores,
             "jobs_per_core_second": self.jobs_per_core_second,
