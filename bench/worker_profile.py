@@ -4,11 +4,12 @@
 The workers scenario's set-up (a fresh database and topics, the 12 MP jobs seeded through the
 use cases and relayed, blobs in a local folder), then one ``imgproc worker --processes 1`` with
 py-spy (``uv tool run py-spy``, not part of the project's environment) sampling its main
-process for ``S`` seconds of its steady state. Each sample of a running thread
-is put in one step of a job by the frames it holds; ms per job = samples / rate / jobs READY
-during the sampling. Beside it, from ``/proc``: the CPU time of the main process and of the
-render process over the same span, per job. py-spy's count is a sample of where threads were
-running; the ``/proc`` figures are the exact totals it should add up to.
+process, without stopping it, for ``S`` seconds of its steady state. Only the thread holding
+the interpreter lock is sampled: each sample is put in one step of a job by the frames it
+holds, and ms per job = samples / rate / jobs READY during the sampling. Beside it, from
+``/proc``: the CPU time of the main process and of the render process over the same span, per
+job, the total the samples should add up to (they count more on a machine busier than its
+cores, where the thread holding the lock may be waiting for a core).
 
 Not part of the suite: a tool for finding the cost, not a figure to track.
 """
@@ -20,24 +21,13 @@ import subprocess
 import tempfile
 import time
 from collections import Counter
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Final
 
-from kafka import KafkaAdminClient
-from sqlalchemy import text
-
 from bench import inputs
 from bench.processes import CLOCK_TICKS, tree_cpu_seconds
-from bench.production import fresh_stack, services
-from bench.scenarios.workers import (
-    PARTITIONS,
-    _database,
-    _group_formed,
-    _process,
-    _wait,
-    seed,
-)
+from bench.production import services
+from bench.scenarios.workers import worker_on_full_topic
 
 RATE: Final = 200
 
@@ -93,26 +83,11 @@ def main() -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
     raw = Path(tempfile.mkdtemp(prefix="imgproc-bench-profile-")) / "worker.txt"
-    with ExitStack() as stack:
-        production = stack.enter_context(fresh_stack(found, PARTITIONS))
-        seed(production, photo.path, args.jobs)
-        engine = stack.enter_context(_database(production))
-
-        def count(sql: str) -> int:
-            with engine.connect() as connection:
-                return int(connection.execute(text(sql)).scalar_one())
-
-        ready = "SELECT count(*) FROM images WHERE source_id IS NOT NULL AND status = 'READY'"
-        with _process(production, log, "relay") as relay:
-            _wait(lambda: count("SELECT count(*) FROM job_queue") == 0, "relaying", [relay], log)
-        worker = stack.enter_context(_process(production, log, "worker", "--processes", "1"))
-        admin = KafkaAdminClient(bootstrap_servers=found.kafka_bootstrap)
-        stack.callback(admin.close)
-        group = production.settings.kafka_group
-        _wait(lambda: _group_formed(admin, group, 1), "the group", [worker], log)
+    with worker_on_full_topic(found, photo.path, args.jobs, 1, log) as worker:
+        pid = worker.process.pid
         time.sleep(1.0)
-        ready_before, main_before = count(ready), _main_cpu_seconds(worker.pid)
-        tree_before, began = tree_cpu_seconds([worker.pid]), time.monotonic()
+        ready_before, main_before = worker.ready(), _main_cpu_seconds(pid)
+        tree_before, began = tree_cpu_seconds([pid]), time.monotonic()
         uv = subprocess.run(
             [str(inputs.ROOT / "scripts" / "bootstrap-uv.sh")],
             check=True,
@@ -126,16 +101,16 @@ def main() -> None:
                 # a socket as running here (several times the process's CPU time).
                 *("--gil", "--nonblocking"),
                 *("--rate", str(RATE), "--duration", f"{args.seconds:g}"),
-                *("--pid", str(worker.pid), "--output", str(raw)),
+                *("--pid", str(pid), "--output", str(raw)),
             ],
             check=True,
             capture_output=True,
         )
         seconds = time.monotonic() - began
-        jobs = count(ready) - ready_before
-        main_cpu = _main_cpu_seconds(worker.pid) - main_before
-        tree_cpu = tree_cpu_seconds([worker.pid]) - tree_before
-        if count(ready) >= args.jobs:
+        jobs = worker.ready() - ready_before
+        main_cpu = _main_cpu_seconds(pid) - main_before
+        tree_cpu = tree_cpu_seconds([pid]) - tree_before
+        if worker.ready() >= args.jobs:
             print("warning: the backlog ran out during the sampling; give more --jobs")
     steps: Counter[str] = Counter()
     for line in raw.read_text().splitlines():

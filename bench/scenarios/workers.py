@@ -38,7 +38,7 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final
 
@@ -135,7 +135,7 @@ def seed(
 
 
 @contextmanager
-def _process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+def imgproc_process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         process = subprocess.Popen(
             imgproc_command(*args),
@@ -156,7 +156,7 @@ def _process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[b
                 process.wait()
 
 
-def _group_formed(admin: Any, group: str, members: int) -> bool:
+def group_formed(admin: Any, group: str, members: int) -> bool:
     """The broker describes ``group`` as stable, with ``members`` members holding partitions."""
     try:
         described = admin.describe_groups([group]).get(group, {})
@@ -171,7 +171,7 @@ def _group_formed(admin: Any, group: str, members: int) -> bool:
     )
 
 
-def _wait(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: Path) -> float:
+def wait_until(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: Path) -> float:
     """Poll ``check()`` until true; the time it became true (``time.monotonic()``)."""
     give_up = time.monotonic() + DEADLINE_SECONDS
     while True:
@@ -185,66 +185,96 @@ def _wait(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: 
         time.sleep(POLL_SECONDS)
 
 
-def measure_worker(
+@dataclass(frozen=True)
+class RunningWorker:
+    """One ``imgproc worker`` started on a full topic, its group formed."""
+
+    process: subprocess.Popen[bytes]
+    #: ``time.monotonic()`` at its start, and when the broker described its group as formed.
+    began: float
+    formed: float
+    #: Derived images READY now, of ``jobs``.
+    ready: Callable[[], int]
+    jobs: int
+    uploads: int
+    log: Path
+
+    def wait_all_ready(self) -> float:
+        return wait_until(lambda: self.ready() == self.jobs, "the jobs", [self.process], self.log)
+
+
+@contextmanager
+def worker_on_full_topic(
     found: Services,
     photo: Path,
     jobs: int,
     processes: int,
     log: Path,
     bodies: list[dict[str, Any]] = TRANSFORMATIONS,
-) -> Throughput:
-    """One ``imgproc worker --processes N`` on a full topic of ``jobs`` jobs, in its steady
-    state."""
+) -> Iterator[RunningWorker]:
+    """``jobs`` jobs seeded and relayed to fresh topics, then one ``imgproc worker --processes
+    N`` started on them; yields once its group is formed, stops it afterwards."""
     with ExitStack() as stack:
         production = stack.enter_context(fresh_stack(found, PARTITIONS))
         uploads = seed(production, photo, jobs, bodies)
-        engine = stack.enter_context(_database(production))
+        engine = create_engine_from_url(production.settings.database_url)
+        stack.callback(engine.dispose)
 
         def count(sql: str) -> int:
             with engine.connect() as connection:
                 return int(connection.execute(text(sql)).scalar_one())
 
         outbox = "SELECT count(*) FROM job_queue"
-        ready = "SELECT count(*) FROM images WHERE source_id IS NOT NULL AND status = 'READY'"
         if count(outbox) != jobs:
             raise RuntimeError(f"seeding left {count(outbox)} jobs in the outbox, not {jobs}")
-        with _process(production, log, "relay") as relay:
-            _wait(lambda: count(outbox) == 0, "relaying", [relay], log)
+        with imgproc_process(production, log, "relay") as relay:
+            wait_until(lambda: count(outbox) == 0, "relaying", [relay], log)
         began = time.monotonic()
         worker = stack.enter_context(
-            _process(production, log, "worker", "--processes", str(processes))
+            imgproc_process(production, log, "worker", "--processes", str(processes))
         )
         admin = KafkaAdminClient(bootstrap_servers=found.kafka_bootstrap)
         stack.callback(admin.close)
         group = production.settings.kafka_group
-        formed = _wait(lambda: _group_formed(admin, group, 1), "the group", [worker], log)
-        cpu_formed, machine_formed = tree_cpu_seconds([worker.pid]), machine_busy_seconds()
-        ready_when_formed = count(ready)
-        done = _wait(lambda: count(ready) == jobs, "the jobs", [worker], log)
-        cpu = tree_cpu_seconds([worker.pid]) - cpu_formed
+        formed = wait_until(lambda: group_formed(admin, group, 1), "the group", [worker], log)
+        yield RunningWorker(
+            worker,
+            began,
+            formed,
+            lambda: count(
+                "SELECT count(*) FROM images WHERE source_id IS NOT NULL AND status = 'READY'"
+            ),
+            jobs,
+            uploads,
+            log,
+        )
+
+
+def measure_worker(
+    found: Services, photo: Path, jobs: int, processes: int, log: Path
+) -> Throughput:
+    """One ``imgproc worker --processes N`` on a full topic of ``jobs`` jobs, in its steady
+    state."""
+    with worker_on_full_topic(found, photo, jobs, processes, log) as worker:
+        roots = [worker.process.pid]
+        cpu_formed, machine_formed = tree_cpu_seconds(roots), machine_busy_seconds()
+        ready_when_formed = worker.ready()
+        done = worker.wait_all_ready()
+        cpu = tree_cpu_seconds(roots) - cpu_formed
         machine = machine_busy_seconds() - machine_formed
     return Throughput(
-        WORKER_ONE if processes == 1 else f"worker --processes {processes}",
+        f"worker --processes {processes}",
         jobs - ready_when_formed,
-        done - formed,
+        done - worker.formed,
         cpu,
         machine,
         extra={
-            "formed_seconds": formed - began,
+            "formed_seconds": worker.formed - worker.began,
             "ready_when_formed": ready_when_formed,
-            "from_start_jobs_per_second": jobs / (done - began),
-            "uploads": uploads,
+            "from_start_jobs_per_second": jobs / (done - worker.began),
+            "uploads": worker.uploads,
         },
     )
-
-
-@contextmanager
-def _database(production: Stack) -> Iterator[Any]:
-    engine = create_engine_from_url(production.settings.database_url)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
 
 
 def measure_engine(contestants: list[Contestant], batch: int) -> Throughput:
@@ -294,7 +324,7 @@ def workers(run: Run, budget: Budget) -> None:
         order = 0
         for round_number in range(budget.worker_rounds):
             for setup in SETUPS if round_number % 2 == 0 else tuple(reversed(SETUPS)):
-                measured = replace(measures[setup](), order=order)
+                measured = replace(measures[setup](), setup=setup, order=order)
                 series[setup].append(measured)
                 order += 1
     run.details["workers"] = {
