@@ -176,47 +176,29 @@ def _encoder_table(run: Run) -> list[str]:
 
 def _workers_table(run: Run) -> list[str]:
     workers = run.details.get("workers")
-    if not workers:
-        return []
-    measurements = workers.get("measurements")
-    if not measurements:
+    measurements = workers.get("measurements") if workers else None
+    if not isinstance(measurements, list) or not measurements:
         return []
     lines = [
         "",
-        f"Worker scaling ({workers['how']}; {workers['batch']} jobs per measurement), each "
-        "measurement in the order it ran:",
+        f"Job pipeline ({workers['how']}; {workers['batch']} jobs per worker or embedded "
+        f"measurement, {workers['engine_batch']} per engine process), each measurement in the "
+        "order it ran (workers: steady state, from the group formed):",
         "",
-        "| Workers | s to all READY | s to the first READY | s to the group formed "
-        "| jobs/s from the start | jobs/s steady | cores (workers) | cores (whole machine) |",
-        "|---|---|---|---|---|---|---|---|",
+        "| Set-up | jobs | s | jobs/s | cores (its processes) | jobs per core-second "
+        "| cores (whole machine) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    ordered = sorted(
-        (entry for entries in measurements.values() for entry in entries),
-        key=lambda entry: entry.get("order", 0),
-    )
-    for entry in ordered:
-        seconds = entry["seconds"]
+    for entry in measurements:
         lines.append(
-            f"| {entry['workers']} | {seconds:.1f} | {entry['first_ready_seconds']:.1f} | "
-            f"{entry.get('formed_seconds', float('nan')):.1f} | "
-            f"{entry['jobs'] / seconds:.1f} | {_steady(entry):.1f} | "
-            f"{entry['cpu_seconds'] / seconds:.2f} | "
-            f"{entry['machine_cpu_seconds'] / seconds:.2f} |"
+            f"| {entry['setup']} | {entry['jobs']} | {entry['seconds']:.1f} | "
+            f"{entry['jobs_per_second']:.1f} | {entry['cores']:.2f} | "
+            f"{entry['jobs_per_core_second']:.1f} | {entry['machine_cores']:.2f} |"
         )
     return lines
 
 
 # -- plots -----------------------------------------------------------------------------------
-
-
-def _steady(entry: dict[str, Any]) -> float:
-    """Jobs per second from the group formed to the last READY (runs before that was measured:
-    from the first READY)."""
-    if "formed_seconds" not in entry:
-        jobs, since = entry["jobs"] - 1, entry["first_ready_seconds"]
-    else:
-        jobs, since = entry["jobs"] - entry["ready_when_formed"], entry["formed_seconds"]
-    return float(jobs / max(1e-9, entry["seconds"] - since))
 
 
 def _plots(run: Run) -> list[str]:
@@ -272,42 +254,22 @@ def _plots(run: Run) -> list[str]:
         plt.close(figure)
         made.append(API_PLOT)
     workers = run.details.get("workers")
-    if workers and workers.get("measurements"):
-        figure, axes = plt.subplots(figsize=(5.5, 3.8))
-        sizes = sorted(workers["jobs_per_second"], key=int)
-        medians = []
-        for size in sizes:
-            rates = workers["jobs_per_second"][size]
-            axes.scatter([int(size)] * len(rates), rates, color="#555", s=12)
-            medians.append(statistics.median(rates))
-        counts = [int(size) for size in sizes]
-        axes.plot(counts, medians, "o-", color="#1565c0", label="jobs/s, start to all READY")
-        steady = [
-            statistics.median(_steady(entry) for entry in workers["measurements"][size])
-            for size in sizes
-        ]
-        axes.plot(counts, steady, "^-.", color="#2e7d32", label="jobs/s, steady state")
-        axes.plot(
-            counts,
-            [steady[0] * count for count in counts],
-            "k--",
-            lw=1,
-            label="linear from one (steady)",
-        )
-        cores = [statistics.median(workers["cores_used"][size]) for size in sizes]
-        twin = axes.twinx()
-        twin.plot(counts, cores, "s:", color="#c62828", label="cores the workers got")
-        twin.set_ylabel("cores (median)")
-        twin.set_ylim(0, max(2.0, *cores) * 1.1)
-        axes.set_xticks(counts)
-        axes.set_xlim(0.5, counts[-1] + 0.5)
-        axes.set_ylim(0, max(steady[0] * counts[-1], *medians, *steady) * 1.15)
-        axes.set_xlabel("imgproc worker processes (--processes 1 each)")
-        axes.set_ylabel("jobs per second (medians)")
-        axes.set_title("Worker scaling, production profile")
-        handles, labels = axes.get_legend_handles_labels()
-        more_handles, more_labels = twin.get_legend_handles_labels()
-        axes.legend(handles + more_handles, labels + more_labels, loc="lower right", fontsize=8)
+    measurements = workers.get("measurements") if workers else None
+    if isinstance(measurements, list) and measurements:
+        setups = list(dict.fromkeys(entry["setup"] for entry in measurements))
+        figure, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(setups) + 1.8), sharey=True)
+        for axis, key, title in (
+            (axes[0], "jobs_per_second", "jobs per second"),
+            (axes[1], "jobs_per_core_second", "jobs per core-second"),
+        ):
+            for position, setup in enumerate(setups):
+                values = [entry[key] for entry in measurements if entry["setup"] == setup]
+                axis.barh(position, statistics.median(values), color="#1565c0", alpha=0.7)
+                axis.scatter(values, [position] * len(values), color="#333", s=10, zorder=3)
+            axis.set_xlabel(f"{title} (bars: medians; dots: measurements)")
+        axes[0].set_yticks(range(len(setups)), setups)
+        axes[0].invert_yaxis()
+        figure.suptitle("Job pipeline: 12 MP JPEG to 800x600 JPEG, side by side")
         figure.tight_layout()
         figure.savefig(IMAGES / WORKERS_PLOT, dpi=110)
         plt.close(figure)

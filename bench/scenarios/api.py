@@ -102,7 +102,8 @@ def _imgproc_command() -> list[str]:
     return [sys.executable, "-c", "from imgproc_cli.app import main; main()", "serve"]
 
 
-def imgproc_server(port: int) -> Server:
+def imgproc_server(port: int, workdir: Path = WORKDIR) -> Server:
+    """``imgproc serve`` on the embedded profile, its database and blobs in ``workdir``."""
     env = child_environment(
         {
             "IMGPROC_ENVIRONMENT": "development",
@@ -110,9 +111,9 @@ def imgproc_server(port: int) -> Server:
             "IMGPROC_PORT": str(port),
             "IMGPROC_JWT_SECRET": secrets.token_urlsafe(48),
             "IMGPROC_URL_SIGNING_SECRET": secrets.token_urlsafe(48),
-            "IMGPROC_DATABASE_URL": f"sqlite:///{WORKDIR / 'imgproc.db'}",
+            "IMGPROC_DATABASE_URL": f"sqlite:///{workdir / 'imgproc.db'}",
             "IMGPROC_STORAGE": "local",
-            "IMGPROC_STORAGE_DIR": str(WORKDIR / "blobs"),
+            "IMGPROC_STORAGE_DIR": str(workdir / "blobs"),
             "IMGPROC_BCRYPT_ROUNDS": "4",
             "IMGPROC_ACCESS_TOKEN_TTL_SECONDS": "3600",
             "IMGPROC_RATE_LIMIT_UPLOAD": "1000000/second",
@@ -121,7 +122,7 @@ def imgproc_server(port: int) -> Server:
         }
     )
     return Server(
-        "imgproc serve", _imgproc_command(), port, "/healthz", env, WORKDIR / "imgproc.log"
+        "imgproc serve", _imgproc_command(), port, "/healthz", env, workdir / "imgproc.log"
     )
 
 

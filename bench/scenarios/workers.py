@@ -1,38 +1,33 @@
-"""Target 7: throughput with two worker processes against one, on the production profile.
+"""Issue 10's targets for the job pipeline: the engine, one worker, and the embedded profile,
+on the engine scenario's job (a 12 MP camera JPEG to 800x600 JPEG), side by side in one run.
 
-Each measurement gets a fresh PostgreSQL database (migrated) and fresh Kafka topics of six
-partitions, from the project's service scripts; blobs go to a local folder in a temporary
-directory. Seeding goes through the use cases, as ``POST /images`` and
-``POST /images/{id}/transform`` would: one user, a few uploads of a 2 MP photograph, and ten
-transformations of each (800x600, WebP and JPEG at five qualities each: every job renders,
-none is a duplicate). ``imgproc relay`` then moves the jobs from the outbox to the topic and
-is stopped once the outbox is empty, so the workers start on a full topic and nothing else of
-the service runs beside them.
+Five set-ups are measured in turn, round after round (in the reverse order every other round),
+each a throughput in jobs per second with the CPU time of its own process tree and of the whole
+machine over the same span:
 
-Then either one ``imgproc worker --processes 1`` or two of them start, in one consumer group,
-and the database is polled (every 50 ms) until it shows every derived image READY. Two
-throughputs come out of each measurement:
+- **the engine, one core**: the engine scenario's contestant (:mod:`bench.contestant`, the
+  ``engine-resize`` job with the service's allocator settings) running a batch alone;
+- **the engine, two cores**: two such contestants running a batch each at once, jobs/s
+  together, from the moment both are told to the moment both answer;
+- **one worker, ``--processes 1``** and **``--processes 2``** on the production profile: a fresh
+  PostgreSQL database (migrated) and fresh Kafka topics of six partitions from the project's
+  service scripts, blobs in a local folder in a temporary directory. The jobs are seeded through
+  the use cases, as ``POST /images`` and ``POST /images/{id}/transform`` would, and
+  ``imgproc relay`` moves them to the topic and is stopped once the outbox is empty, so the
+  worker starts on a full topic and nothing else of the service runs beside it. One
+  ``imgproc worker --processes N`` then starts; the database is polled (every 50 ms) until every
+  derived image is READY. Counted in the steady state: from the moment the broker describes the
+  group as stable with the worker holding partitions until the last READY, over the jobs READY
+  after that moment, and the CPU time of the worker's process tree (the worker and its render
+  processes, from ``/proc``) over that span, while the worker always has a backlog;
+- **the embedded profile**: ``imgproc serve`` with its default worker threads, SQLite and a
+  local folder, end to end through the HTTP API (:mod:`bench.embedded`).
 
-- **steady state**, the target's figure: jobs per second from the moment the group is formed
-  (the broker describes it as stable, with every worker holding partitions) until the last
-  job is READY, counting only the jobs READY after that moment. This is what a running
-  group of workers does with the jobs that reach it;
-- **from the start**: jobs per second from the workers' start, so start-up (imports, the
-  render process, connecting) and the group's first assignments are included. With two
-  workers the group forms in two steps (the first worker to join takes every partition, the
-  cooperative rebalance then hands half of them to the second), during which one works alone.
-
-One and two alternate (1, 2, then 2, 1, ...), each on its own stack.
-
-Jobs are keyed by their source image, and Kafka puts each key on a partition by its hash: the
-sources are chosen so that every partition holds the same number of jobs, so that each of two
-workers (three partitions each) has half of the work. With random ids, the halves differ by
-about a tenth at this size, and the ratio would measure that rather than the workers.
-
-The machine is shared, so the scenario also reads the CPU time of the worker processes and of
-their render processes (``/proc``) at the moment the last job is READY: cores obtained = CPU
-seconds / wall seconds, and the second row compares jobs per CPU-second, two workers against
-one.
+Every job renders: each source image is uploaded several times (a new image each time) and each
+upload gets :data:`QUALITIES` transformations, 800x600 JPEG at quality 80 to 89 (the engine's
+job is quality 85; encoding is about 1 ms of a 35 ms job, and the ten qualities cost the same
+within that). Jobs are keyed by their source image, and Kafka puts each key on a partition by
+its hash: the sources are chosen so that every partition holds the same number of jobs.
 """
 
 from __future__ import annotations
@@ -41,7 +36,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -49,10 +44,17 @@ from typing import Any, Final
 
 import msgspec
 from kafka import KafkaAdminClient
+from kafka.errors import KafkaError
 from sqlalchemy import text
 
-from bench import inputs
+from bench import embedded, inputs
 from bench.machine import Unavailable
+from bench.processes import (
+    Contestant,
+    Throughput,
+    machine_busy_seconds,
+    tree_cpu_seconds,
+)
 from bench.production import Services, Stack, fresh_stack, imgproc_command, services
 from bench.results import Row, Run
 from bench.scenarios import Budget
@@ -66,25 +68,25 @@ from imgproc_core.use_cases import (
     UploadImageCommand,
 )
 
-SIZES: Final = (1, 2)
 PARTITIONS: Final = 6
-#: Transformations per source image: one size in two formats at five qualities each.
-QUALITIES: Final = (76, 79, 82, 85, 88)
-
-
-def transformations(width: int, height: int) -> list[dict[str, Any]]:
-    return [
-        {"resize": {"width": width, "height": height}, "format": fmt, "quality": quality}
-        for fmt in ("webp", "jpeg")
-        for quality in QUALITIES
-    ]
-
-
-TRANSFORMATIONS: Final = transformations(800, 600)
+#: Transformations per uploaded source: 800x600 JPEG at ten qualities around the engine's 85.
+QUALITIES: Final = tuple(range(80, 90))
+TRANSFORMATIONS: Final = [
+    {"resize": {"width": 800, "height": 600}, "format": "jpeg", "quality": quality}
+    for quality in QUALITIES
+]
 POLL_SECONDS: Final = 0.05
 #: A measurement that has not finished by then failed (a deadline, not a figure).
 DEADLINE_SECONDS: Final = 600.0
-CLOCK_TICKS: Final = os.sysconf("SC_CLK_TCK")
+#: Engine jobs per batch, per contestant: a few seconds, as long as a worker's steady state.
+ENGINE_BATCH: Final = {True: 30, False: 60}
+
+ENGINE_ONE: Final = "engine, one core"
+ENGINE_TWO: Final = "engine, two cores"
+WORKER_ONE: Final = "worker --processes 1"
+WORKER_TWO: Final = "worker --processes 2"
+EMBEDDED: Final = "embedded (imgproc serve)"
+SETUPS: Final = (ENGINE_ONE, ENGINE_TWO, WORKER_ONE, WORKER_TWO, EMBEDDED)
 
 
 def _partition(key: bytes, partitions: int) -> int:
@@ -133,7 +135,7 @@ def seed(
 
 
 @contextmanager
-def _process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
+def imgproc_process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("ab") as out:
         process = subprocess.Popen(
             imgproc_command(*args),
@@ -154,9 +156,13 @@ def _process(stack: Stack, log: Path, *args: str) -> Iterator[subprocess.Popen[b
                 process.wait()
 
 
-def _group_formed(admin: Any, group: str, members: int) -> bool:
+def group_formed(admin: Any, group: str, members: int) -> bool:
     """The broker describes ``group`` as stable, with ``members`` members holding partitions."""
-    described = admin.describe_groups([group]).get(group, {})
+    try:
+        described = admin.describe_groups([group]).get(group, {})
+    except KafkaError:
+        # A fresh broker has no coordinator until its offsets topic exists: not formed yet.
+        return False
     found = described.get("members") or []
     if described.get("group_state") != "Stable" or len(found) != members:
         return False
@@ -165,7 +171,7 @@ def _group_formed(admin: Any, group: str, members: int) -> bool:
     )
 
 
-def _wait(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: Path) -> float:
+def wait_until(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: Path) -> float:
     """Poll ``check()`` until true; the time it became true (``time.monotonic()``)."""
     give_up = time.monotonic() + DEADLINE_SECONDS
     while True:
@@ -179,91 +185,35 @@ def _wait(check: Any, what: str, processes: list[subprocess.Popen[bytes]], log: 
         time.sleep(POLL_SECONDS)
 
 
-def _descendants(roots: list[int]) -> list[int]:
-    """``roots`` and every live process below them."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(entry.name))
-    found, todo = [], list(roots)
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
-    return found
-
-
-def _cpu_seconds(roots: list[int]) -> float:
-    """User and system time of ``roots`` and their processes, live or already reaped."""
-    ticks = 0
-    for pid in _descendants(roots):
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # utime, stime, and the children's cutime, cstime once waited for.
-        ticks += sum(int(value) for value in fields[11:15])
-    return ticks / CLOCK_TICKS
-
-
-def _machine_busy_seconds() -> float:
-    """CPU time the whole machine has spent on anything but idling and waiting for I/O."""
-    with open("/proc/stat") as stat:
-        fields = [int(value) for value in stat.readline().split()[1:]]
-    # user nice system idle iowait irq softirq steal (guest time is inside user already)
-    return (sum(fields[:8]) - fields[3] - fields[4]) / CLOCK_TICKS
-
-
 @dataclass(frozen=True)
-class Measurement:
-    workers: int
+class RunningWorker:
+    """One ``imgproc worker`` started on a full topic, its group formed."""
+
+    process: subprocess.Popen[bytes]
+    #: ``time.monotonic()`` at its start, and when the broker described its group as formed.
+    began: float
+    formed: float
+    #: Derived images READY now, of ``jobs``.
+    ready: Callable[[], int]
     jobs: int
-    seconds: float
-    #: From the workers' start to the first job READY: start-up and joining the group.
-    first_ready_seconds: float
-    #: From the workers' start to the group formed (every worker holding partitions), and the
-    #: jobs READY by then.
-    formed_seconds: float
-    ready_when_formed: int
-    cpu_seconds: float
-    #: CPU time of everything on the machine meanwhile (the services, the rest of its work).
-    machine_cpu_seconds: float
     uploads: int
-    #: Which measurement of the run this was (0 first).
-    order: int = 0
+    log: Path
 
-    @property
-    def jobs_per_second(self) -> float:
-        return self.jobs / self.seconds
-
-    @property
-    def after_first_per_second(self) -> float:
-        """Jobs per second from the first READY to the last."""
-        return (self.jobs - 1) / max(1e-9, self.seconds - self.first_ready_seconds)
-
-    @property
-    def steady_per_second(self) -> float:
-        """Jobs per second from the group formed to the last READY."""
-        return (self.jobs - self.ready_when_formed) / max(1e-9, self.seconds - self.formed_seconds)
-
-    @property
-    def cores(self) -> float:
-        return self.cpu_seconds / self.seconds
+    def wait_all_ready(self) -> float:
+        return wait_until(lambda: self.ready() == self.jobs, "the jobs", [self.process], self.log)
 
 
-def measure(
+@contextmanager
+def worker_on_full_topic(
     found: Services,
     photo: Path,
     jobs: int,
-    workers: int,
+    processes: int,
     log: Path,
     bodies: list[dict[str, Any]] = TRANSFORMATIONS,
-) -> Measurement:
+) -> Iterator[RunningWorker]:
+    """``jobs`` jobs seeded and relayed to fresh topics, then one ``imgproc worker --processes
+    N`` started on them; yields once its group is formed, stops it afterwards."""
     with ExitStack() as stack:
         production = stack.enter_context(fresh_stack(found, PARTITIONS))
         uploads = seed(production, photo, jobs, bodies)
@@ -275,37 +225,71 @@ def measure(
                 return int(connection.execute(text(sql)).scalar_one())
 
         outbox = "SELECT count(*) FROM job_queue"
-        ready = "SELECT count(*) FROM images WHERE source_id IS NOT NULL AND status = 'READY'"
         if count(outbox) != jobs:
             raise RuntimeError(f"seeding left {count(outbox)} jobs in the outbox, not {jobs}")
-        with _process(production, log, "relay") as relay:
-            _wait(lambda: count(outbox) == 0, "relaying", [relay], log)
-        machine_before = _machine_busy_seconds()
+        with imgproc_process(production, log, "relay") as relay:
+            wait_until(lambda: count(outbox) == 0, "relaying", [relay], log)
         began = time.monotonic()
-        started = [
-            stack.enter_context(_process(production, log, "worker", "--processes", "1"))
-            for _ in range(workers)
-        ]
-        pids = [process.pid for process in started]
+        worker = stack.enter_context(
+            imgproc_process(production, log, "worker", "--processes", str(processes))
+        )
         admin = KafkaAdminClient(bootstrap_servers=found.kafka_bootstrap)
         stack.callback(admin.close)
         group = production.settings.kafka_group
-        formed = _wait(lambda: _group_formed(admin, group, workers), "the group", started, log)
-        ready_when_formed = count(ready)
-        first = _wait(lambda: count(ready) > 0, "the first job", started, log)
-        done = _wait(lambda: count(ready) == jobs, "the jobs", started, log)
-        cpu = _cpu_seconds(pids)
-        machine = _machine_busy_seconds() - machine_before
-    return Measurement(
-        workers,
-        jobs,
-        done - began,
-        first - began,
-        formed - began,
-        ready_when_formed,
+        formed = wait_until(lambda: group_formed(admin, group, 1), "the group", [worker], log)
+        yield RunningWorker(
+            worker,
+            began,
+            formed,
+            lambda: count(
+                "SELECT count(*) FROM images WHERE source_id IS NOT NULL AND status = 'READY'"
+            ),
+            jobs,
+            uploads,
+            log,
+        )
+
+
+def measure_worker(
+    found: Services, photo: Path, jobs: int, processes: int, log: Path
+) -> Throughput:
+    """One ``imgproc worker --processes N`` on a full topic of ``jobs`` jobs, in its steady
+    state."""
+    with worker_on_full_topic(found, photo, jobs, processes, log) as worker:
+        roots = [worker.process.pid]
+        cpu_formed, machine_formed = tree_cpu_seconds(roots), machine_busy_seconds()
+        ready_when_formed = worker.ready()
+        done = worker.wait_all_ready()
+        cpu = tree_cpu_seconds(roots) - cpu_formed
+        machine = machine_busy_seconds() - machine_formed
+    return Throughput(
+        f"worker --processes {processes}",
+        jobs - ready_when_formed,
+        done - worker.formed,
         cpu,
         machine,
-        uploads,
+        extra={
+            "formed_seconds": worker.formed - worker.began,
+            "ready_when_formed": ready_when_formed,
+            "from_start_jobs_per_second": jobs / (done - worker.began),
+            "uploads": worker.uploads,
+        },
+    )
+
+
+def measure_engine(contestants: list[Contestant], batch: int) -> Throughput:
+    """``batch`` jobs on each of ``contestants`` at once: jobs/s together."""
+    machine_before, began = machine_busy_seconds(), time.monotonic()
+    for contestant in contestants:
+        contestant.send(batch)
+    timings = [contestant.receive() for contestant in contestants]
+    seconds = time.monotonic() - began
+    return Throughput(
+        ENGINE_ONE if len(contestants) == 1 else ENGINE_TWO,
+        batch * len(contestants),
+        seconds,
+        sum(timing.cpu * batch for timing in timings),
+        machine_busy_seconds() - machine_before,
     )
 
 
@@ -313,84 +297,133 @@ def workers(run: Run, budget: Budget) -> None:
     try:
         found = services()
     except Unavailable as exc:
-        for name in ("Two worker processes vs one", "Two worker processes vs one, per core"):
-            run.rows.append(Row("workers", name, "", unavailable=str(exc)))
+        for name, target in _TARGETS.items():
+            run.rows.append(Row("workers", name, "", target=target, unavailable=str(exc)))
         return
-    photo = inputs.photo_2mp()
+    photo = inputs.photo_12mp()
     log = inputs.ROOT / "var" / "bench" / "workers.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     log.write_bytes(b"")
     jobs = budget.worker_batch
-    series: dict[int, list[Measurement]] = {size: [] for size in SIZES}
-    order = 0
-    for round_number in range(budget.worker_rounds):
-        for size in SIZES if round_number % 2 == 0 else tuple(reversed(SIZES)):
-            measured = measure(found, photo.path, jobs, size, log)
-            series[size].append(replace(measured, order=order))
-            order += 1
-    rates = {size: [m.jobs_per_second for m in series[size]] for size in SIZES}
-    steady = {size: [m.steady_per_second for m in series[size]] for size in SIZES}
-    cores = {size: [m.cores for m in series[size]] for size in SIZES}
+    batch = ENGINE_BATCH[budget.quick]
+    series: dict[str, list[Throughput]] = {setup: [] for setup in SETUPS}
+    with ExitStack() as stack:
+        engines = [
+            stack.enter_context(Contestant(f"engine {n}", "engine-resize", photo.path, tune=True))
+            for n in range(2)
+        ]
+        measures: dict[str, Callable[[], Throughput]] = {
+            ENGINE_ONE: lambda: measure_engine(engines[:1], batch),
+            ENGINE_TWO: lambda: measure_engine(engines, batch),
+            WORKER_ONE: lambda: measure_worker(found, photo.path, jobs, 1, log),
+            WORKER_TWO: lambda: measure_worker(found, photo.path, jobs, 2, log),
+            EMBEDDED: lambda: embedded.measure(
+                photo.path, jobs // len(TRANSFORMATIONS), TRANSFORMATIONS
+            ),
+        }
+        order = 0
+        for round_number in range(budget.worker_rounds):
+            for setup in SETUPS if round_number % 2 == 0 else tuple(reversed(SETUPS)):
+                measured = replace(measures[setup](), setup=setup, order=order)
+                series[setup].append(measured)
+                order += 1
     run.details["workers"] = {
         "batch": jobs,
-        "jobs_per_second": {str(size): values for size, values in rates.items()},
-        "steady_jobs_per_second": {str(size): values for size, values in steady.items()},
-        "cores_used": {str(size): values for size, values in cores.items()},
-        "measurements": {
-            str(size): [m.__dict__ for m in measurements] for size, measurements in series.items()
-        },
+        "engine_batch": batch,
         "how": (
-            "imgproc worker --processes 1, one or two of them, on PostgreSQL and Kafka "
-            f"({PARTITIONS} partitions, the same number of jobs on each), blobs in a local folder "
-            f"in a temporary directory; {photo.width}x{photo.height} JPEG to 800x600 WebP and "
-            "JPEG"
+            f"{photo.width}x{photo.height} JPEG to 800x600 JPEG q{QUALITIES[0]}-{QUALITIES[-1]}; "
+            f"workers on PostgreSQL and Kafka ({PARTITIONS} partitions, the same number of jobs "
+            "on each), blobs in a local folder; the embedded profile through its HTTP API"
         ),
+        "measurements": [
+            m.as_dict()
+            for m in sorted(
+                (m for measured in series.values() for m in measured), key=lambda m: m.order
+            )
+        ],
     }
+    run.rows += _rows(series)
 
-    def label(size: int) -> str:
-        return f"{size} worker{'s' if size > 1 else ''}"
 
-    run.rows.append(
-        Row(
+_TARGETS: Final[dict[str, float | None]] = {
+    "One worker vs the engine on one core": 0.85,
+    "One worker, cores used": 0.9,
+    "Worker --processes 2 vs --processes 1": 1.6,
+    "Embedded profile vs the engine on two cores": 0.8,
+    "Engine on two cores vs one": None,
+}
+
+
+def _rows(series: dict[str, list[Throughput]]) -> list[Row]:
+    def rate(setup: str) -> list[float]:
+        return [m.jobs_per_second for m in series[setup]]
+
+    def per_core(setup: str) -> list[float]:
+        return [m.jobs_per_core_second for m in series[setup]]
+
+    def median(values: list[float]) -> float:
+        return Summary.of(values).median
+
+    def note(*setups: str) -> str:
+        return "; ".join(
+            f"{setup}: {median(per_core(setup)):.1f} jobs per core-second, "
+            f"{median([m.cores for m in series[setup]]):.2f} cores, machine busy "
+            f"{median([m.machine_cores for m in series[setup]]):.2f} cores"
+            for setup in setups
+        )
+
+    def compared(name: str, meaning: str, ours: str, theirs: str) -> Row:
+        return Row(
             scenario="workers",
-            name="Two worker processes vs one",
-            meaning="jobs/s with 2 `imgproc worker` processes / jobs/s with 1 (production profile, "
-            "steady state: from the group formed, every worker holding partitions, until every "
-            "job is READY)",
-            ratio=Summary.of(ratios(steady[2], steady[1])),
-            target=1.8,
-            sides={label(size): Summary.of(steady[size]) for size in SIZES},
+            name=name,
+            meaning=meaning,
+            ratio=Summary.of(ratios(rate(ours), rate(theirs))),
+            cpu_ratio=Summary.of(ratios(per_core(ours), per_core(theirs))),
+            target=_TARGETS[name],
+            sides={theirs: Summary.of(rate(theirs)), ours: Summary.of(rate(ours))},
             unit="jobs/s",
+            note=note(theirs, ours),
         )
-    )
-    run.rows.append(
+
+    cores = [m.cores for m in series[WORKER_ONE]]
+    return [
+        compared(
+            "One worker vs the engine on one core",
+            "jobs/s of one `imgproc worker --processes 1` (production profile, steady state: "
+            "from the group formed until every job is READY) / jobs/s of the engine alone in "
+            "one process",
+            WORKER_ONE,
+            ENGINE_ONE,
+        ),
         Row(
             scenario="workers",
-            name="Two worker processes vs one, from their start",
-            meaning="the same, from the workers' start: start-up and the group's first "
-            "assignments included",
-            ratio=Summary.of(ratios(rates[2], rates[1])),
-            sides={label(size): Summary.of(rates[size]) for size in SIZES},
-            unit="jobs/s",
-            note="the workers got a median of "
-            + ", ".join(
-                f"{Summary.of(cores[size]).median:.2f} cores with {size}" for size in SIZES
-            ),
-        )
-    )
-    # Throughput per CPU-second: what two workers would give with two idle cores for them;
-    # near 1 when any shortfall above comes from the cores the machine left free.
-    run.rows.append(
-        Row(
-            scenario="workers",
-            name="Two worker processes vs one, per core obtained",
-            meaning="(jobs/s / cores the workers used) with 2 workers / the same with 1",
-            ratio=Summary.of(
-                ratios(
-                    [rate / used for rate, used in zip(rates[2], cores[2], strict=True)],
-                    [rate / used for rate, used in zip(rates[1], cores[1], strict=True)],
-                )
-            ),
-            unit="",
-        )
-    )
+            name="One worker, cores used",
+            meaning="CPU seconds of the process tree of `imgproc worker --processes 1` (the "
+            "worker and its render process) / wall seconds, while it has a backlog",
+            ratio=Summary.of(cores),
+            target=_TARGETS["One worker, cores used"],
+            sides={WORKER_ONE: Summary.of(cores)},
+            unit="cores",
+        ),
+        compared(
+            "Worker --processes 2 vs --processes 1",
+            "jobs/s of one `imgproc worker --processes 2` / the same with `--processes 1`",
+            WORKER_TWO,
+            WORKER_ONE,
+        ),
+        compared(
+            "Embedded profile vs the engine on two cores",
+            "jobs/s of `imgproc serve` (2 worker threads, SQLite, local blobs) through the API, "
+            "from the first POST /transform to the last job READY / jobs/s of two engine "
+            "processes at once",
+            EMBEDDED,
+            ENGINE_TWO,
+        ),
+        compared(
+            "Engine on two cores vs one",
+            "jobs/s of two engine processes at once / jobs/s of one (what this machine gives "
+            "a second process)",
+            ENGINE_TWO,
+            ENGINE_ONE,
+        ),
+    ]
