@@ -13,6 +13,7 @@ auto-orient, crop, resize, rotate, flip/mirror, filters, watermark, encode.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from collections.abc import Mapping
@@ -273,8 +274,12 @@ def _field_of(message: str) -> str | None:
     return path or None
 
 
+@functools.lru_cache(maxsize=1024)
 def canonical_form(transformation: Transformation) -> bytes:
     """Sorted-key JSON without defaults: equal for equivalent transformations.
+
+    Cached: it is asked for on every write of a derived image's row (equal transformations,
+    however written, have one canonical form, so sharing an entry is right).
 
     Defaults are left out by value, not by identity as msgspec's ``omit_defaults`` does for
     floats (a ``0.0`` read from JSON is not the default's object, and would show up), and
@@ -289,12 +294,18 @@ def _without_defaults(value: Any) -> Any:
     if isinstance(value, msgspec.Struct):
         return {
             field.encode_name: _without_defaults(getattr(value, field.name))
-            for field in msgspec.structs.fields(value)
+            for field in _fields(type(value))
             if field.default is msgspec.NODEFAULT or getattr(value, field.name) != field.default
         }
     if isinstance(value, float):
         return value + 0.0
     return value
+
+
+@functools.cache
+def _fields(struct: type[msgspec.Struct]) -> tuple[msgspec.structs.FieldInfo, ...]:
+    # msgspec reads the type hints anew on every call.
+    return msgspec.structs.fields(struct)
 
 
 def derived_image_id(source_id: str, transformation: Transformation) -> str:
