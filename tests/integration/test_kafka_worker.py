@@ -435,12 +435,14 @@ def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
 ) -> None:
     first_container = stack.container()
     second_container = stack.container()
-    seeded = _seed_every_partition(stack, first_container, original, sources_each=2)
+    # Enough work that the first worker alone (three job threads) is still busy when the
+    # second has joined, rebalances included: 24 jobs or more a partition, 0.4 s each.
+    seeded = _seed_every_partition(stack, first_container, original, sources_each=3)
     ids = [image.id for batch in seeded for image in batch.derived]
     _relay_all(first_container, stack)
-    first = _SlowProcess(first_container.process_transform_job(), 0.3)
+    first = _SlowProcess(first_container.process_transform_job(), 0.4)
     first_container.process_transform_job.override(providers.Object(first))
-    second = _SlowProcess(second_container.process_transform_job(), 0.3)
+    second = _SlowProcess(second_container.process_transform_job(), 0.4)
     second_container.process_transform_job.override(providers.Object(second))
 
     with ExitStack() as running:
