@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Final
 
 from imgproc_core.domain.errors import DependencyUnavailable
@@ -44,24 +45,32 @@ class RelayLoop:
         self._metrics = metrics
         self.relayed = 0
 
+    def prepare(self, stop: threading.Event, action: Callable[[], object], what: str) -> bool:
+        """Run ``action`` (creating the topics, say) until it does not raise
+        ``DependencyUnavailable``, backing off as a failed batch does; False when stopped
+        first. ``what`` says what failed, in the log."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                action()
+                return True
+            except DependencyUnavailable as exc:
+                failures += 1
+                self._back_off(stop, failures, f"{what} ({exc})")
+        return False
+
     def run(self, stop: threading.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
                 count = self._relay()
             except DependencyUnavailable as exc:
-                self._failed()
                 failures += 1
-                delay = self._delay(failures)
-                logger.warning("relay failed: %s; trying again in %.1f s", exc.message, delay)
-                stop.wait(delay)
+                self._back_off(stop, failures, f"relay failed: {exc.message}")
                 continue
             except Exception:
-                self._failed()
                 failures += 1
-                delay = self._delay(failures)
-                logger.exception("relay failed unexpectedly; trying again in %.1f s", delay)
-                stop.wait(delay)
+                self._back_off(stop, failures, "relay failed unexpectedly", unexpected=True)
                 continue
             if failures:
                 logger.info("relay recovered after %d failed attempt(s)", failures)
@@ -73,6 +82,16 @@ class RelayLoop:
                     self._metrics.relayed(count)
             if count < self._relay.batch_size:
                 stop.wait(self._idle)
+
+    def _back_off(
+        self, stop: threading.Event, failures: int, message: str, *, unexpected: bool = False
+    ) -> None:
+        """Count the ``failures``-th failure in a row, say so, and wait the backoff."""
+        self._failed()
+        delay = self._delay(failures)
+        level = logging.ERROR if unexpected else logging.WARNING
+        logger.log(level, "%s; trying again in %.1f s", message, delay, exc_info=unexpected)
+        stop.wait(delay)
 
     def _failed(self) -> None:
         if self._metrics is not None:

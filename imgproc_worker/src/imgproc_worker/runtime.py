@@ -15,7 +15,6 @@ from types import FrameType
 from typing import Final, Literal
 
 from imgproc_core.container import Container, build_container, uses_kafka
-from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.process_setup import freeze_start_up_objects, tune_allocator
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
@@ -27,7 +26,7 @@ from imgproc_worker.metrics import (
     process_registry,
     register_if_collector,
 )
-from imgproc_worker.relay import RELAY_BACKOFF, RelayLoop
+from imgproc_worker.relay import RelayLoop
 
 __all__ = [
     "LOG_FORMAT",
@@ -107,19 +106,10 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     # Served from the start: the outbox fills up while the broker is away, which is when an
     # operator looks.
     with metrics_served(registry, settings.metrics_host, settings.relay_metrics_port):
-        failures = 0
-        while not stop.is_set():
-            try:
-                container.ensure_topics()
-                break
-            except DependencyUnavailable as exc:
-                metrics.relay_failed()
-                failures += 1
-                # Capped like the loop's own backoff, so that the broker's return is noticed
-                # within seconds however long it was away.
-                delay = RELAY_BACKOFF.delay(failures)
-                logger.warning("cannot create the topics (%s); trying again in %.1f s", exc, delay)
-                stop.wait(delay)
+        # Backed off like a failed batch, so that the broker's return is noticed within
+        # seconds however long it was away.
+        if not loop.prepare(stop, container.ensure_topics, "cannot create the topics"):
+            return loop
         logger.info("relaying the outbox to %s", settings.kafka_topic)
         loop.run(stop)
     return loop
