@@ -261,7 +261,7 @@ def _lost(
 
 
 def _in_outbox(container: Container, image_id: str) -> bool:
-    with container.sql_session_factory()() as session:
+    with container.database.session_factory()() as session:
         return session.scalar(select(JobRow.id).where(JobRow.id == image_id)) is not None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from dependency_injector import providers
 from litestar import Litestar, get, post
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
@@ -265,7 +266,8 @@ def test_the_container_builds_both_adapters_on_one_client(redis_url: str, prefix
         settings_for_tests(rate_limiter="redis", url_cache="redis", redis_url=redis_url)
     )
     container.init_resources()
-    client = container.redis_client()
+    client = container.url_caching.client()
+    assert container.rate_limiting.client() is client
     key = f"{prefix}container"
     try:
         limiter = container.rate_limiter()
@@ -290,7 +292,7 @@ def test_the_container_opens_no_client_when_redis_is_not_chosen() -> None:
     container = build_container(settings_for_tests())
     container.init_resources()
     try:
-        assert container.redis_client() is None
+        assert not list(container.traverse(types=[providers.Resource]))
         assert type(container.rate_limiter()).__name__ == "InMemoryRateLimiter"
     finally:
         container.shutdown_resources()

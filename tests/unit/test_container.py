@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dependency_injector import providers
 
 from imgproc_core.adapters.memory import (
     InMemoryImageCodec,
@@ -12,7 +13,7 @@ from imgproc_core.adapters.memory import (
     ManualClock,
     fake_image_bytes,
 )
-from imgproc_core.container import build_container
+from imgproc_core.container import TECHNOLOGIES, build_container, chosen_technologies
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.transformations import parse_transformation
 from imgproc_core.settings import Settings, SettingsError
@@ -74,6 +75,72 @@ def test_the_real_container_uses_the_real_adapters(tmp_path: Path) -> None:
     assert type(container.token_issuer()).__name__ == "JwtTokenIssuer"
     assert type(container.blob_storage()).__name__ == "LocalBlobStorage"
     assert type(container.job_metrics()).__name__ == "PrometheusJobMetrics"
+
+
+def _opened_by_init_resources(settings: Settings) -> set[str]:
+    container = build_container(settings)
+    return {
+        resource.provides.__name__  # type: ignore[attr-defined]
+        for resource in container.traverse(types=[providers.Resource])
+    }
+
+
+def test_init_resources_opens_only_what_the_settings_chose(tmp_path: Path) -> None:
+    assert _opened_by_init_resources(settings_for_tests()) == set()
+    embedded = settings_for_tests(
+        database_url=f"sqlite:///{tmp_path / 'db.sqlite'}",
+        storage="local",
+        storage_dir=str(tmp_path / "blobs"),
+        queue="table",
+        worker_processes=2,
+    )
+    assert _opened_by_init_resources(embedded) == {"open_engine", "open_pool"}
+    production = settings_for_tests(
+        database_url="postgresql://imgproc@127.0.0.1:1/imgproc",
+        storage="gcs",
+        gcs_bucket="images",
+        queue="kafka",
+        rate_limiter="redis",
+        url_cache="redis",
+    )
+    assert _opened_by_init_resources(production) == {
+        "open_engine",
+        "open_client",
+        "open_job_publisher",
+        "open_dead_letter_publisher",
+    }
+
+
+def test_the_test_container_chooses_only_in_memory_technologies() -> None:
+    # The in-memory fakes need no extra beyond the container's: every module the test
+    # container's choices import is this package's own or its memory module.
+    chosen = chosen_technologies(settings_for_tests())
+    chosen |= {"imaging": "memory", "auth": "memory", "metrics": "memory"}
+    assert {TECHNOLOGIES[slot][choice][0] for slot, choice in chosen.items()} == {"", "memory"}
+
+
+def test_one_technology_in_two_slots_is_one_container() -> None:
+    container = build_test_container()
+    assert container.url_caching() is container.rate_limiting()
+    assert container.url_caching() is not container.database()
+
+
+def test_a_slot_or_choice_that_does_not_exist_is_refused() -> None:
+    with pytest.raises(ValueError, match="no such technology slot: cache"):
+        build_container(settings_for_tests(), cache="memory")
+    with pytest.raises(ValueError, match="no imaging technology is called 'vips'"):
+        build_container(settings_for_tests(), imaging="vips")
+
+
+def test_only_the_local_folder_serves_files_of_its_own(tmp_path: Path) -> None:
+    local = build_container(settings_for_tests(storage="local", storage_dir=str(tmp_path)))
+    assert local.blob_files() is local.blob_storage()
+    assert build_test_container().blob_files() is None
+
+
+def test_a_database_in_memory_has_no_schema_to_migrate() -> None:
+    schema = build_test_container().database_schema()
+    assert (schema.current(), schema.expected(), schema.upgrade()) == (None, None, None)
 
 
 def test_one_job_metrics_per_container() -> None:

@@ -9,7 +9,7 @@ import typer
 from imgproc_cli.commands import images, jobs, stats, transform, users
 from imgproc_cli.errors import EXIT_USAGE
 from imgproc_cli.runtime import load_settings
-from imgproc_core.container import database_kind
+from imgproc_core.ports import DatabaseSchema
 from imgproc_core.settings import Settings, SettingsError
 
 app = typer.Typer(help="imgproc: a self-hosted image service.", no_args_is_help=True)
@@ -29,11 +29,10 @@ def _settings(**overrides: Any) -> Settings:
     return load_settings(**overrides)
 
 
-def _upgrade(settings: Settings) -> str | None:
-    from imgproc_core.adapters.sqlalchemy.schema import current, upgrade
+def _schema(settings: Settings) -> DatabaseSchema:
+    from imgproc_core.container import build_container
 
-    upgrade(settings.database_url)
-    return current(settings.database_url)
+    return build_container(settings).database_schema()
 
 
 @app.command()
@@ -50,9 +49,9 @@ def serve(
     settings = _settings(host=host, port=port)
     try:
         settings.check_secrets()
-        if database_kind(settings) == "sql":
-            revision = _upgrade(settings)
-            typer.echo(f"imgproc: database schema at {revision}", err=True)
+        schema = _schema(settings)
+        if schema.expected() is not None:
+            typer.echo(f"imgproc: database schema at {schema.upgrade()}", err=True)
         serve_http(settings)
     except SettingsError as exc:
         typer.echo(f"imgproc: {exc}", err=True)
@@ -114,23 +113,21 @@ def relay(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Bring the database schema up to date."""
-    settings = _settings()
-    if database_kind(settings) != "sql":
+    schema = _schema(_settings())
+    if schema.expected() is None:
         typer.echo("nothing to migrate: the database is in memory")
         return
-    typer.echo(f"database schema at {_upgrade(settings)}")
+    typer.echo(f"database schema at {schema.upgrade()}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the revision the database schema is at ("none" before the first upgrade)."""
-    settings = _settings()
-    if database_kind(settings) != "sql":
+    schema = _schema(_settings())
+    if schema.expected() is None:
         typer.echo("none: the database is in memory")
         return
-    from imgproc_core.adapters.sqlalchemy.schema import current
-
-    typer.echo(current(settings.database_url) or "none")
+    typer.echo(schema.current() or "none")
 
 
 app.add_typer(users.app)

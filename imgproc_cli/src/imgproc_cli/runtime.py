@@ -28,16 +28,15 @@ def load_settings(**overrides: Any) -> Settings:
         fail(str(exc), EXIT_USAGE)
 
 
-def check_schema(settings: Settings) -> None:
-    """Exit unless a SQL database's schema is the one this version expects."""
-    from imgproc_core.container import database_kind
-
-    if database_kind(settings) != "sql":
-        return
-    from imgproc_core.adapters.sqlalchemy.schema import current, head
-
+def check_schema(container: Container) -> None:
+    """Exit unless the database's schema is the one this version expects (a database in
+    memory has none to check)."""
+    schema = container.database_schema()
     with reported_errors():
-        revision, expected = current(settings.database_url), head()
+        expected = schema.expected()
+        if expected is None:
+            return
+        revision = schema.current()
     if revision != expected:
         fail(
             f"the database schema is at {revision or 'none'}, this version needs {expected}: "
@@ -55,8 +54,8 @@ def service_container(settings: Settings) -> Iterator[Container]:
 
     with reported_errors():
         settings.check_secrets()
-    check_schema(settings)
     container = build_container(settings)
+    check_schema(container)
     with reported_errors():
         container.init_resources()
         try:

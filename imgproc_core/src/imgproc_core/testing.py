@@ -9,14 +9,8 @@ from typing import Any
 
 from dependency_injector import providers
 
-from imgproc_core.adapters.memory import (
-    InMemoryImageCodec,
-    InMemoryJobMetrics,
-    InMemoryPasswordHasher,
-    InMemoryTokenIssuer,
-    ManualClock,
-)
-from imgproc_core.container import Container
+from imgproc_core.adapters.memory import ManualClock
+from imgproc_core.container import Container, Technology, build_container
 from imgproc_core.settings import Settings
 
 #: A secret long enough for every adapter that checks, for tests only.
@@ -46,19 +40,21 @@ def build_test_container(
 ) -> Container:
     """A container whose every adapter is an in-memory fake, driven by a :class:`ManualClock`
     (``container.clock()``), which the job runner's waits advance instead of sleeping;
-    ``container.job_metrics()`` is an :class:`InMemoryJobMetrics`.
-    ``real_codec`` keeps Pillow; ``real_auth`` keeps bcrypt and JWT."""
-    container = Container(settings=settings or settings_for_tests())
+    ``container.job_metrics()`` is an :class:`~imgproc_core.adapters.memory.InMemoryJobMetrics`.
+
+    ``real_codec`` keeps Pillow (the ``pillow`` extra); ``real_auth`` keeps bcrypt and JWT (the
+    ``auth`` extra). Without them it needs no extra beyond ``container``, and the other
+    technologies are the ones ``settings`` choose (all in memory by default).
+    """
+    chosen: dict[str, Technology | str] = {"metrics": "memory"}
+    if not real_codec:
+        # Jobs too, even with worker processes in the settings.
+        chosen["imaging"] = "memory"
+    if not real_auth:
+        chosen["auth"] = "memory"
+    container = build_container(settings or settings_for_tests(), **chosen)
     clock = ManualClock()
     container.clock.override(providers.Object(clock))
     # A worker's wait between attempts moves the clock instead of sleeping.
     container.sleep.override(providers.Object(clock.advance))
-    container.job_metrics.override(providers.Singleton(InMemoryJobMetrics))
-    if not real_codec:
-        container.codec.override(providers.Singleton(InMemoryImageCodec))
-        # Jobs too, even with worker processes in the settings.
-        container.job_codec.override(container.codec)
-    if not real_auth:
-        container.password_hasher.override(providers.Singleton(InMemoryPasswordHasher))
-        container.token_issuer.override(providers.Singleton(InMemoryTokenIssuer, clock))
     return container

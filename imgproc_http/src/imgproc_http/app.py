@@ -202,7 +202,7 @@ def create_app(container: Container) -> Litestar:
         "now": Provide(now, sync_to_thread=False),
         "readiness": _constant(readiness),
         "http_metrics": _constant(http_metrics),
-        "blob_files": _constant(BlobFiles(container.blob_storage())),
+        "blob_files": _constant(BlobFiles(container.blob_files())),
     }
 
     api = Router(path=API_PREFIX, route_handlers=[register, login, ImagesController])

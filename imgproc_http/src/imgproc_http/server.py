@@ -12,8 +12,6 @@ from typing import Final
 import msgspec
 import uvicorn
 
-from imgproc_core.adapters.pillow.allocator import tune_allocator
-from imgproc_core.adapters.system import freeze_start_up_objects
 from imgproc_core.container import build_container
 from imgproc_core.settings import Settings
 from imgproc_http.app import WORKER_SHUTDOWN_GRACE_SECONDS, create_app
@@ -43,10 +41,11 @@ def serve(settings: Settings, *, log_level: str = "info") -> None:
     logging.basicConfig(level=log_level.upper(), format=LOG_FORMAT)
     settings.check_secrets()
     settings = with_public_base_url(settings)
+    container = build_container(settings)
     # Worker threads and upload probes decode images in this process.
-    tune_allocator()
-    app = create_app(build_container(settings))
-    freeze_start_up_objects()
+    container.tune_allocator()
+    app = create_app(container)
+    container.freeze_start_up_objects()
     with _termination_is_a_clean_exit():
         uvicorn.run(
             app,

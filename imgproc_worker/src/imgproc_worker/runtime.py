@@ -14,8 +14,7 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Final, Literal
 
-from imgproc_core.container import Container, build_container, uses_kafka
-from imgproc_core.process_setup import freeze_start_up_objects, tune_allocator
+from imgproc_core.container import Container, build_container
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler
@@ -64,7 +63,7 @@ def worker_options(settings: Settings) -> ConsumerOptions:
 
 
 def _require_kafka(settings: Settings, role: Role) -> None:
-    if not uses_kafka(settings):
+    if settings.queue != "kafka":
         raise SettingsError(
             f"IMGPROC_QUEUE is {settings.queue!r}: the {role} needs the Kafka queue "
             "(IMGPROC_QUEUE=kafka); with the table queue, `imgproc serve` runs the jobs itself"
@@ -147,18 +146,18 @@ def serve(settings: Settings, role: Role) -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     # kafka-python reports every connection and rebalance step at INFO.
     logging.getLogger("kafka").setLevel(logging.WARNING)
+    container = build_container(settings)
     if role == "worker":
         # Jobs decode images in this process when they run inline; pool processes tune
         # themselves.
-        tune_allocator()
-    container = build_container(settings)
+        container.tune_allocator()
     run: Callable[[Container, threading.Event], object] = (
         run_worker if role == "worker" else run_relay
     )
     stop = threading.Event()
     container.init_resources()
     # Long collector pauses would also hold up the Kafka client's network thread.
-    freeze_start_up_objects()
+    container.freeze_start_up_objects()
     try:
         with stop_on_signals(stop):
             run(container, stop)

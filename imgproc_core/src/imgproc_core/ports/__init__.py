@@ -12,6 +12,7 @@ from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
 from imgproc_core.ports.messaging import DeadLetterPublisher, JobPublisher
 from imgproc_core.ports.metrics import JobMetrics
 from imgproc_core.ports.persistence import (
+    DatabaseSchema,
     ImageRepository,
     ImageTotals,
     JobQueue,
@@ -19,12 +20,13 @@ from imgproc_core.ports.persistence import (
     UnitOfWorkFactory,
     UserRepository,
 )
-from imgproc_core.ports.storage import BlobStorage, SignedUrl
+from imgproc_core.ports.storage import BlobStorage, SignedBlobFiles, SignedUrl
 
 __all__ = [
     "AccessToken",
     "BlobStorage",
     "Clock",
+    "DatabaseSchema",
     "DeadLetterPublisher",
     "EncodedImage",
     "ImageCodec",
@@ -38,6 +40,7 @@ __all__ = [
     "RateLimit",
     "RateLimitDecision",
     "RateLimiter",
+    "SignedBlobFiles",
     "SignedUrl",
     "TokenIssuer",
     "UnitOfWork",

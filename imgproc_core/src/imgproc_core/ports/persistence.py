@@ -155,3 +155,22 @@ class UnitOfWork(Protocol):
 
 
 UnitOfWorkFactory = Callable[[], UnitOfWork]
+
+
+class DatabaseSchema(Protocol):
+    """The version of the database's schema, and the migrations that bring it up to date.
+
+    A database that keeps no schema (in memory) has nothing to migrate: every revision is None.
+    """
+
+    def current(self) -> str | None:
+        """The revision the database is at; None before its first migration."""
+        ...
+
+    def expected(self) -> str | None:
+        """The revision this version of the service needs; None when there is no schema."""
+        ...
+
+    def upgrade(self) -> str | None:
+        """Bring the database to :meth:`expected`; the revision it is at afterwards."""
+        ...

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
 
@@ -37,4 +38,19 @@ class BlobStorage(Protocol):
         self, key: str, expires_in_seconds: int, *, filename: str | None = None
     ) -> SignedUrl:
         """A URL that reads ``key`` until it expires, with no other credential."""
+        ...
+
+
+class SignedBlobFiles(Protocol):
+    """The files behind URLs that a storage signs for itself and the service serves (the local
+    folder's ``/blobs/...``). A storage whose URLs point elsewhere (a bucket) has none."""
+
+    def verify(self, key: str, expires: str, signature: str, filename: str | None = None) -> bool:
+        """Whether the URL's ``expires`` and ``signature`` (and ``filename``, when it named one)
+        are the storage's own for ``key``, and the URL has not expired."""
+        ...
+
+    def path_for(self, key: str) -> Path:
+        """The file that holds ``key`` (which may not exist); ``ValueError`` for a key that
+        cannot be one."""
         ...

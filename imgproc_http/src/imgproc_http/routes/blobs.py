@@ -1,7 +1,8 @@
 """``GET /blobs/{key}``: the files behind the local storage's signed URLs.
 
 Only a storage that signs its own URLs and keeps blobs as files (the embedded profile's local
-folder) is served here; with any other storage the route answers 404.
+folder) is served here: the container's ``blob_files`` port. A storage whose URLs point
+elsewhere has none, and the route answers 404.
 
 - valid signature, not expired: the file, streamed, with the content type of its extension and
   ``Cache-Control: private, max-age=<seconds left>``;
@@ -15,7 +16,7 @@ from __future__ import annotations
 import math
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Final, Protocol, runtime_checkable
+from typing import Any, Final
 
 from litestar import get
 from litestar.di import NamedDependency
@@ -24,6 +25,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import File
 
 from imgproc_core.domain.formats import EXTENSIONS, MEDIA_TYPES
+from imgproc_core.ports import SignedBlobFiles
 from imgproc_http.errors import problem_responses
 
 BLOB_ROUTE_PREFIX: Final = "/blobs"
@@ -31,22 +33,11 @@ BLOB_ROUTE_PREFIX: Final = "/blobs"
 _MEDIA_TYPE_BY_EXTENSION: Final = {ext: MEDIA_TYPES[fmt] for fmt, ext in EXTENSIONS.items()}
 
 
-@runtime_checkable
-class SignedBlobFiles(Protocol):
-    """What the blob route needs of a storage: its URL check, and the file behind a key."""
-
-    def verify(
-        self, key: str, expires: str, signature: str, filename: str | None = None
-    ) -> bool: ...
-
-    def path_for(self, key: str) -> Path: ...
-
-
 class BlobFiles:
-    """The storage seen by the blob route; ``storage`` is None when it serves no files."""
+    """The files seen by the blob route; ``files`` is None when the storage serves none."""
 
-    def __init__(self, storage: object) -> None:
-        self._storage = storage if isinstance(storage, SignedBlobFiles) else None
+    def __init__(self, files: SignedBlobFiles | None) -> None:
+        self._storage = files
 
     def locate(
         self, key: str, expires: str | None, signature: str | None, filename: str | None

@@ -490,6 +490,20 @@ class InMemoryUnitOfWork:
         self._tx.rollback()
 
 
+class InMemorySchema:
+    """:class:`~imgproc_core.ports.DatabaseSchema` of a database in memory: there is no schema,
+    so there is nothing to migrate and every revision is None."""
+
+    def current(self) -> None:
+        return None
+
+    def expected(self) -> None:
+        return None
+
+    def upgrade(self) -> None:
+        return None
+
+
 def in_memory_unit_of_work_factory(
     database: InMemoryDatabase, clock: Clock
 ) -> Callable[[], InMemoryUnitOfWork]:

@@ -71,3 +71,21 @@ def head() -> str:
     if revision is None:
         raise RuntimeError(f"no migrations found in {MIGRATIONS_DIR}")
     return revision
+
+
+class AlembicSchema:
+    """:class:`~imgproc_core.ports.DatabaseSchema` of the database at ``url``: the shipped
+    Alembic chain. Each call opens a connection of its own, so nothing needs opening first."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def current(self) -> str | None:
+        return current(self._url)
+
+    def expected(self) -> str:
+        return head()
+
+    def upgrade(self) -> str | None:
+        upgrade(self._url)
+        return current(self._url)
