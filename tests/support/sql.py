@@ -139,7 +139,7 @@ def migrated_unit_of_work_factory(url: str, clock: Clock) -> Iterator[UnitOfWork
 def sqlite_unit_of_work_factory(request: pytest.FixtureRequest, clock: Clock) -> UnitOfWorkFactory:
     """A migrated SQLite file in the test's temporary folder."""
     folder: Path = request.getfixturevalue("tmp_path")
-    return _until_test_ends(request, migrated_unit_of_work_factory(sqlite_file_url(folder), clock))
+    return until_test_ends(request, migrated_unit_of_work_factory(sqlite_file_url(folder), clock))
 
 
 def postgres_unit_of_work_factory(
@@ -147,11 +147,11 @@ def postgres_unit_of_work_factory(
 ) -> UnitOfWorkFactory:
     """A migrated database of its own on the test PostgreSQL, dropped when the test ends."""
     database = fresh_postgres_database(postgres_server_url())
-    url = _until_test_ends(request, database)
-    return _until_test_ends(request, migrated_unit_of_work_factory(url, clock))
+    url = until_test_ends(request, database)
+    return until_test_ends(request, migrated_unit_of_work_factory(url, clock))
 
 
-def _until_test_ends(request: pytest.FixtureRequest, context: AbstractContextManager[T]) -> T:
+def until_test_ends(request: pytest.FixtureRequest, context: AbstractContextManager[T]) -> T:
     """Enter ``context`` now and leave it when the test ends (finalizers run last in, first
     out, so an engine closes before its database is dropped)."""
     stack = ExitStack()
