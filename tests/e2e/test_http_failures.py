@@ -138,7 +138,7 @@ def switchable_database(rewired_app: RewiredApps) -> tuple[EmbeddedApp, Database
     switch: list[DatabaseSwitch] = []
 
     def wire_switch(container: Container) -> None:
-        real = container.unit_of_work.providers["sql"]
+        real = container.database().unit_of_work
         switch.append(DatabaseSwitch(real))
         container.unit_of_work.override(providers.Callable(switch[0]))
 
