@@ -389,6 +389,16 @@ def raising(name: FromPath[str]) -> None:
     raise RAISED[name]
 
 
+@get("/recurse", sync_to_thread=False)
+def recursing() -> None:
+    raise RecursionError("maximum recursion depth exceeded while deserializing an object")
+
+
+@get("/decode-text", sync_to_thread=False)
+def decoding_text() -> None:
+    b"\xff".decode()
+
+
 @get("/needs-a-query", sync_to_thread=False)
 def needs_a_query(count: FromQuery[int]) -> int:
     return count
@@ -397,7 +407,9 @@ def needs_a_query(count: FromQuery[int]) -> int:
 @pytest.fixture(scope="module")
 def bare() -> Iterator[TestClient[Litestar]]:
     """A small app with the API's exception handlers and nothing else."""
-    app = Litestar([raising, needs_a_query], exception_handlers=exception_handlers())
+    app = Litestar(
+        [raising, recursing, decoding_text, needs_a_query], exception_handlers=exception_handlers()
+    )
     with TestClient(app) as test_client:
         yield test_client
 
@@ -428,6 +440,14 @@ def test_litestars_401_asks_for_a_bearer_token(bare: TestClient[Litestar]) -> No
 
 def test_a_server_error_tells_the_client_nothing_of_its_cause(bare: TestClient[Litestar]) -> None:
     assert bare.get("/raise/server-error").json()["detail"] == "Internal Server Error"
+
+
+@pytest.mark.parametrize("path", ["/recurse", "/decode-text"])
+def test_recursion_and_decoding_errors_outside_the_body_parsers_are_server_errors(
+    bare: TestClient[Litestar], path: str
+) -> None:
+    """Whatever the words: only where they were raised makes them the body's fault."""
+    assert problem_of(bare.get(path)) == (500, "internal_error", None)
 
 
 def test_a_missing_required_query_parameter_is_invalid_input_without_a_field(
