@@ -2,6 +2,8 @@
 
 Each implementation is built with the injected ManualClock, which issues and checks expiry;
 the tests move it well past the edges (the JWT adapter allows a few seconds of clock skew).
+``verify`` reports the expiry a token was issued with, so that a caller that remembers a
+token's check (the HTTP API does, briefly) knows when to stop, with the fake as with JWTs.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from hypothesis import strategies as st
 from imgproc_core.adapters.auth import JwtTokenIssuer
 from imgproc_core.adapters.memory import InMemoryTokenIssuer, ManualClock
 from imgproc_core.domain.errors import InvalidToken
-from imgproc_core.ports.auth import TokenIssuer
+from imgproc_core.ports.auth import TokenClaims, TokenIssuer
 
 TTL = 900
 Implementation = Callable[[pytest.FixtureRequest, ManualClock, int], TokenIssuer]
@@ -54,8 +56,21 @@ def _tampered(token: str) -> str:
 
 def test_an_issued_token_verifies_to_its_subject(issuer: TokenIssuer) -> None:
     token = issuer.issue("0123456789abcdef0123456789abcdef")
-    assert issuer.verify(token.token) == "0123456789abcdef0123456789abcdef"
+    assert issuer.verify(token.token).subject == "0123456789abcdef0123456789abcdef"
     assert token.token_type == "bearer"
+
+
+def test_a_token_verifies_to_the_expiry_it_was_issued_with(
+    issuer: TokenIssuer, clock: ManualClock
+) -> None:
+    token = issuer.issue("user-1")
+
+    claims = issuer.verify(token.token)
+    clock.advance(TTL / 2)
+    later = issuer.verify(token.token)
+
+    assert claims == later == TokenClaims(subject="user-1", expires_at=token.expires_at)
+    assert claims.expires_at.utcoffset() == timedelta(0)
 
 
 def test_a_token_expires_after_its_ttl(issuer: TokenIssuer, clock: ManualClock) -> None:
@@ -65,7 +80,22 @@ def test_a_token_expires_after_its_ttl(issuer: TokenIssuer, clock: ManualClock) 
     assert abs(token.expires_at - (issued_at + timedelta(seconds=TTL))) <= timedelta(seconds=1)
     assert token.expires_at.utcoffset() == timedelta(0)
     clock.advance(TTL - 30)
-    assert issuer.verify(token.token) == "user-1"
+    assert issuer.verify(token.token).subject == "user-1"
+    clock.advance(60)
+    with pytest.raises(InvalidToken):
+        issuer.verify(token.token)
+
+
+def test_a_token_is_refused_once_the_expiry_it_reports_has_passed(
+    issuer: TokenIssuer, clock: ManualClock
+) -> None:
+    """What a caller may rely on when it remembers a token's check: not past ``expires_at``
+    (an issuer may allow a few seconds of clock skew after it, never more than a minute)."""
+    token = issuer.issue("user-1")
+    expires_at = issuer.verify(token.token).expires_at
+
+    clock.advance(expires_at - clock.now() - timedelta(seconds=1))
+    assert issuer.verify(token.token).expires_at == expires_at
     clock.advance(60)
     with pytest.raises(InvalidToken):
         issuer.verify(token.token)
@@ -78,7 +108,8 @@ def test_tokens_differ_even_for_the_same_subject(issuer: TokenIssuer) -> None:
 
 def test_subjects_do_not_mix(issuer: TokenIssuer) -> None:
     alice, bob = issuer.issue("alice"), issuer.issue("bob")
-    assert (issuer.verify(alice.token), issuer.verify(bob.token)) == ("alice", "bob")
+    subjects = (issuer.verify(alice.token).subject, issuer.verify(bob.token).subject)
+    assert subjects == ("alice", "bob")
 
 
 def test_a_token_from_another_issuer_is_refused(

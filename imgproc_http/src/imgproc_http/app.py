@@ -177,7 +177,8 @@ def create_app(container: Container) -> Litestar:
         registry=http_metrics.registry,
         in_process=settings.rate_limiter == "memory",
     )
-    authentication = BearerAuthentication(container.authenticate())
+    clock = container.clock()
+    authentication = BearerAuthentication(container.authenticate(), clock)
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -191,8 +192,6 @@ def create_app(container: Container) -> Litestar:
                 grace = settings.job_time_limit_seconds + WORKER_SHUTDOWN_GRACE_SECONDS
                 await anyio.to_thread.run_sync(workers.stop, grace)
             await _maybe_await(container.shutdown_resources())
-
-    clock = container.clock()
 
     def now() -> datetime:
         return clock.now()

@@ -20,6 +20,14 @@ Three choices worth knowing:
 - A derived image whose job failed for good answers 409 Conflict: the request is well formed,
   but the image is in a state (FAILED) in which it cannot be served; ``detail`` says why it
   failed. Asking for it again will not help, which is what sets it apart from 202 and 503.
+
+Litestar's refusals are told apart by what they carry, not by their words: the exception's
+class and status, the ``key`` and ``source`` Litestar lists in a ``ValidationException``'s
+``extra``, and the exception a refusal was raised from (msgspec's ``DecodeError`` and
+``ValidationError``, the multipart parser's ``ParserError`` and ``ParserLimitReached``). Text is
+read in two places only, each because nothing else says it: :class:`_MsgspecError` (the field a
+missing or unknown field message names) and :func:`_form_limit_reached` (which limit of the
+multipart parser a form reached).
 """
 
 from __future__ import annotations
@@ -27,9 +35,10 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
-from types import TracebackType
+from types import FrameType, TracebackType
 from typing import Any, Final
 
 import msgspec
@@ -45,7 +54,9 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.datastructures import ResponseSpec
+from litestar.serialization import decode_json
 from litestar.types import ExceptionHandlersMap
+from multipart import ParserError, ParserLimitReached
 
 from imgproc_core.domain import errors
 from imgproc_http.schemas import NotReady, Problem
@@ -97,11 +108,9 @@ MAX_UPLOAD_BYTES_STATE: Final = "max_upload_bytes"
 #: The module of Litestar that parses ``multipart/form-data``; errors raised there are the
 #: client's doing.
 _MULTIPART_PARSER_MODULE: Final = "litestar._multipart"
-
-#: What Litestar says of a form field that should be a file: a text field, or several parts.
-_NOT_A_FILE: Final = re.compile(r"^Unsupported type: <class '(str|list)'>$")
-_UNKNOWN_FIELD: Final = re.compile(r"unknown field `([^`]+)`")
-_MISSING_FIELD: Final = re.compile(r"missing required field `([^`]+)`")
+#: The name Litestar gives the request body: the ``key`` of an issue with the body as a whole,
+#: and the handler parameter that goes missing when there is no body.
+_BODY: Final = "data"
 
 
 def problem(
@@ -184,25 +193,28 @@ def http_exception_response(request: Request[Any, Any, Any], exc: HTTPException)
         logger.error("%s %s: %s", request.method, request.url.path, exc.detail)
         return problem(status, HTTPStatus(status).phrase, "internal_error")
     headers = dict(exc.headers or {})
+    # Before the 413 of a body over the limit: Litestar 2 reports a form's limit as a 400, and
+    # may report it as a 413 later; either way it is the form's limit.
+    form_limit = _form_limit(exc)
+    if form_limit is not None:
+        return _form_limit_reached(request, form_limit)
     if isinstance(exc, RequestEntityTooLarge):
         return _too_large(request, headers)
-    if status == 400 and exc.detail == "Request Entity Too Large":
-        return _form_limit_reached(request, exc)
     decode_error = _body_decode_error(exc)
     if isinstance(decode_error, msgspec.ValidationError):
         # Valid JSON holding a value the decoder cannot represent (1e999, an integer of
         # thousands of digits): a value error, like any other out-of-range number.
-        reason = str(decode_error).partition(" - at ")[0]
+        reason = _MsgspecError.of(decode_error).reason
         return problem(422, f"a value in the request body is not usable: {reason}", "invalid_input")
     if isinstance(exc, NotAuthorizedException):
         headers.setdefault("WWW-Authenticate", "Bearer")
     code = _HTTP_CODES.get(status, "bad_request" if isinstance(exc, ClientException) else "error")
     if isinstance(exc, PermissionDeniedException):
         code = "forbidden"
-    detail = exc.detail or HTTPStatus(status).phrase
-    if decode_error is not None or (status == 400 and "invalid multipart" in detail.lower()):
+    if decode_error is not None or isinstance(exc.__cause__, ParserError):
+        # JSON that does not parse, or a body the multipart parser cannot read as a form.
         code = "malformed_body"
-    return problem(status, detail, code, headers=headers)
+    return problem(status, exc.detail or HTTPStatus(status).phrase, code, headers=headers)
 
 
 def _too_large(request: Request[Any, Any, Any], headers: dict[str, str]) -> Response[Problem]:
@@ -224,19 +236,36 @@ def _too_large(request: Request[Any, Any, Any], headers: dict[str, str]) -> Resp
     return problem(413, detail, code, headers=headers)
 
 
-def _form_limit_reached(request: Request[Any, Any, Any], exc: HTTPException) -> Response[Problem]:
-    """Litestar 2 reports a limit of its multipart parser as a 400 "Request Entity Too Large"
-    (a 413 from Litestar 3 on); the parser's own message, kept as the exception's context,
-    says which limit it was."""
-    reason = str(exc.__context__ or "")
-    if "header" in reason.lower():
+def _form_limit(exc: HTTPException) -> ParserLimitReached | None:
+    """The multipart parser's limit behind a refusal of a form, if that is what it is.
+
+    Litestar answers the parser's ``ParserLimitReached`` with a ``ClientException`` raised
+    ``from None``: the parser's exception is the refusal's context, not its cause.
+    """
+    context = exc.__context__
+    if isinstance(exc, ClientException) and isinstance(context, ParserLimitReached):
+        return context
+    return None
+
+
+def _form_limit_reached(
+    request: Request[Any, Any, Any], limit: ParserLimitReached
+) -> Response[Problem]:
+    """413 for a form over one of the multipart parser's limits.
+
+    Of those limits Litestar sets one, the number of parts (``multipart_form_part_limit``); the
+    others are the parser's own, on the header lines of one part. ``ParserLimitReached`` tells
+    them apart only in its message ("Maximum segment header length exceeded", "Maximum segment
+    header count exceeded", "Maximum segment count exceeded"), which is why it is read here.
+    """
+    if "header" in str(limit).lower():
         return problem(
             413,
             "the headers of a form part are too long (a file name of several kilobytes?)",
             "form_part_too_large",
         )
-    limit = request.app.multipart_form_part_limit
-    return problem(413, f"a form has at most {limit} parts", "too_many_parts")
+    parts = request.app.multipart_form_part_limit
+    return problem(413, f"a form has at most {parts} parts", "too_many_parts")
 
 
 def _body_decode_error(exc: HTTPException) -> msgspec.DecodeError | None:
@@ -254,34 +283,70 @@ def _body_decode_error(exc: HTTPException) -> msgspec.DecodeError | None:
 
 
 def _validation_problem(exc: ValidationException) -> Response[Problem]:
-    """422 naming the first offending field (Litestar lists every issue in ``extra``)."""
+    """422 naming the first offending field.
+
+    Litestar lists every issue in ``extra``: ``key`` is the offending parameter, or the dotted
+    path inside the body (``resize.width``; the body as a whole is ``data``), ``source`` where
+    it was (``body``, ``query``, ``path``...), ``message`` msgspec's reason without its location.
+    A ``ValidationException`` without ``extra`` (a required parameter that is missing) answers
+    in Litestar's words and names no field.
+    """
+    if _body_missing(exc):
+        return problem(422, "the request body is missing", "invalid_input")
     issues = exc.extra if isinstance(exc.extra, list) else []
     first = issues[0] if issues and isinstance(issues[0], dict) else {}
     message = str(first.get("message") or exc.detail or "invalid request")
     key = first.get("key")
-    field = _field_name(key if isinstance(key, str) else None, message)
-    if key == "data" and message == "'data'":
-        # What Litestar reports for an empty body where one is required.
-        message, field = "the request body is missing", None
-    not_a_file = _NOT_A_FILE.match(message)
-    if not_a_file:
-        got = "a text field" if not_a_file.group(1) == "str" else "several parts"
-        message = f"expected one file, with a filename; got {got}"
+    parent = key if isinstance(key, str) and key not in ("", _BODY) else None
+    # msgspec's path ends at the object that lacks a field or has one too many; the reason
+    # names the field: ``resize`` + ``zoom`` -> ``resize.zoom``.
+    named = _MsgspecError.of(message).field
+    field = f"{parent}.{named}" if parent and named else parent or named
     code = "invalid_query" if first.get("source") == "query" else "invalid_input"
     return problem(422, f"{field}: {message}" if field else message, code, field=field)
 
 
-def _field_name(key: str | None, message: str) -> str | None:
-    """The dotted field a Litestar validation message is about.
+def _body_missing(exc: ValidationException) -> bool:
+    """Whether the handler's body parameter itself is missing: Litestar leaves it out when the
+    request has no body, and msgspec, converting the handler's parameters, says so."""
+    cause = exc.__cause__
+    if not isinstance(cause, msgspec.ValidationError):
+        return False
+    refusal = _MsgspecError.of(cause)
+    return refusal.path == "$" and refusal.field == _BODY
 
-    Litestar reports the whole body as ``data``; msgspec names the unknown or missing field
-    only inside the message, so the two are joined: ``resize`` + ``zoom`` -> ``resize.zoom``.
+
+_MSGSPEC_LOCATION: Final = re.compile(r"^(?P<reason>.*) - at `(?P<path>\$[^`]*)`$", re.DOTALL)
+_MSGSPEC_NAMED_FIELD: Final = re.compile(
+    r"^Object (?:missing required|contains unknown) field `(?P<field>[^`]+)`$"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _MsgspecError:
+    """A ``msgspec.ValidationError`` read as msgspec documents it: the reason, then (below the
+    root) `` - at `<path>` `` in JSON-path notation: ``Expected `int`, got `str` - at
+    `$.resize.width```.
+
+    msgspec's error carries nothing but this text (msgspec/msgspec#264 asks for more), and the
+    path stops at the object: a missing or unknown field is named only in the reason
+    (``Object missing required field `password```, ``Object contains unknown field `zoom```).
+    This is the one place that reads msgspec's words.
     """
-    base = None if key in (None, "", "data") else key
-    named = _UNKNOWN_FIELD.search(message) or _MISSING_FIELD.search(message)
-    if named:
-        return f"{base}.{named.group(1)}" if base else named.group(1)
-    return base
+
+    reason: str
+    #: ``$`` for the root.
+    path: str
+    #: The field a missing or unknown field reason names.
+    field: str | None
+
+    @classmethod
+    def of(cls, error: msgspec.ValidationError | str) -> _MsgspecError:
+        text = str(error)
+        located = _MSGSPEC_LOCATION.match(text)
+        reason, path = (located["reason"], located["path"]) if located else (text, "$")
+        named = _MSGSPEC_NAMED_FIELD.match(reason)
+        return cls(reason=reason, path=path, field=named["field"] if named else None)
 
 
 def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
@@ -290,8 +355,9 @@ def unexpected_error_response(request: Request[Any, Any, Any], exc: Exception) -
 
 
 def too_deep_response(request: Request[Any, Any, Any], exc: RecursionError) -> Response[Any]:
-    """msgspec gives up on JSON nested deeper than it can recurse; that is the body's fault."""
-    if "deserializing" in str(exc):
+    """msgspec gives up on JSON nested deeper than it can recurse; that is the body's fault
+    when Litestar was decoding JSON (which it does for request bodies only)."""
+    if any(frame.f_code is decode_json.__code__ for frame in _frames(exc.__traceback__)):
         return problem(422, "the request body is nested too deeply", "invalid_input")
     return unexpected_error_response(request, exc)
 
@@ -301,7 +367,10 @@ def undecodable_form_response(
 ) -> Response[Any]:
     """Litestar's form parser decodes every part without a filename as text, and fails on
     binary data: an image sent without a filename, say."""
-    if _raised_in(exc.__traceback__, _MULTIPART_PARSER_MODULE):
+    if any(
+        frame.f_globals.get("__name__") == _MULTIPART_PARSER_MODULE
+        for frame in _frames(exc.__traceback__)
+    ):
         return problem(
             422,
             "a form part without a filename must be UTF-8 text; send the image as a file, "
@@ -311,12 +380,11 @@ def undecodable_form_response(
     return unexpected_error_response(request, exc)
 
 
-def _raised_in(traceback: TracebackType | None, module: str) -> bool:
+def _frames(traceback: TracebackType | None) -> Iterator[FrameType]:
+    """The frames an exception passed through, from the handler down to where it was raised."""
     while traceback is not None:
-        if traceback.tb_frame.f_globals.get("__name__") == module:
-            return True
+        yield traceback.tb_frame
         traceback = traceback.tb_next
-    return False
 
 
 def exception_handlers() -> ExceptionHandlersMap:

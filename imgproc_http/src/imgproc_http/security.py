@@ -8,20 +8,19 @@ read by handlers through :func:`imgproc_http.context.caller`).
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import time
 from collections import OrderedDict
-from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 import anyio.to_thread
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
 
-from imgproc_core.domain import User
 from imgproc_core.domain.errors import InvalidToken
-from imgproc_core.use_cases import Authenticate, AuthenticateCommand
+from imgproc_core.ports import Clock
+from imgproc_core.use_cases import Authenticate, AuthenticateCommand, AuthenticatedUser
+from imgproc_core.use_cases.admin import TOKENS_REFUSED_WITHIN_SECONDS
 
 #: The OpenAPI security scheme of every route that needs a token.
 BEARER_SCHEME: Final = "BearerToken"
@@ -29,12 +28,17 @@ BEARER_SCHEME: Final = "BearerToken"
 AUTHENTICATED_OPT: Final = "authenticated"
 #: Tokens are a few hundred bytes; anything much longer is not one of ours.
 MAX_TOKEN_CHARS: Final = 4096
-#: How long a token that passed is taken as good without asking again, and how many are kept.
-REMEMBER_SECONDS: Final = 2.0
+#: How long the answer of a token's check is taken as good, from the moment the check began:
+#: as long as :class:`~imgproc_core.use_cases.DisableUser` lets a disabled user's tokens work.
+REMEMBER_SECONDS: Final[float] = TOKENS_REFUSED_WITHIN_SECONDS
 #: A remembered token this close to being forgotten is checked again in the background, so a
 #: busy client's requests do not wait for the check.
 RECHECK_AHEAD_SECONDS: Final = 0.5
+#: How many tokens are remembered at most (the least recently checked are forgotten first).
 REMEMBERED_TOKENS: Final = 4096
+
+_REMEMBER: Final = timedelta(seconds=REMEMBER_SECONDS)
+_RECHECK_AHEAD: Final = timedelta(seconds=RECHECK_AHEAD_SECONDS)
 
 
 def bearer_token(authorization: str | None) -> str:
@@ -48,32 +52,54 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+@dataclass(frozen=True, slots=True)
+class _Passed:
+    """A token's check that passed: its answer holds from ``checked_at`` (when the check
+    began) until ``until``, and is renewed in the background from ``recheck_at``."""
+
+    authenticated: AuthenticatedUser
+    checked_at: datetime
+    until: datetime
+    #: None when the token's own expiry ends the answer: checking again would not extend it.
+    recheck_at: datetime | None
+
+    def holds_at(self, now: datetime) -> bool:
+        # Before ``checked_at`` only if the clock was set back: then nothing is known.
+        return self.checked_at <= now < self.until
+
+
+@dataclass(frozen=True, slots=True)
+class _Check:
+    outcome: asyncio.Future[AuthenticatedUser]
+    began_at: datetime
+
+
 class BearerAuthentication:
     """A guard: on routes marked with :data:`AUTHENTICATED_OPT`, the request carries a valid
     access token of an enabled user, or it is refused with 401.
 
-    A token that passed is remembered for :data:`REMEMBER_SECONDS` (never past its own expiry):
-    a client sends the same token with every request, and checking it costs a database query
-    and a hop to a worker thread, several times what serving a cached download URL costs. A
-    user disabled meanwhile is refused at most that long after. Requests that carry the same
-    token while it is being checked wait for that one check rather than each making their own,
-    and a token still in use shortly before it would be forgotten is checked again in the
-    background (:data:`RECHECK_AHEAD_SECONDS`): a client that keeps sending requests never
-    waits for a check after its first request (the check is a database query on a worker
-    thread, several times the cost of the request it guards).
+    A client sends the same token with every request, and checking it costs a database query
+    and a hop to a worker thread, several times what serving a cached download URL costs. So a
+    check's answer is taken as good for :data:`REMEMBER_SECONDS` from the moment the check
+    began, never past the token's expiry (as the token issuer reports it). Every request is
+    therefore answered by a check that began at most that long before it: a user disabled
+    since is refused :data:`REMEMBER_SECONDS` after being disabled at the latest.
+
+    Requests that carry the same token while it is being checked wait for that one check
+    rather than each making their own (unless it began too long ago to answer them), and a
+    token still in use shortly before it would be forgotten is checked again in the background
+    (:data:`RECHECK_AHEAD_SECONDS`): a client that keeps sending requests never waits for a
+    check after its first request.
+
+    Time is the service's :class:`~imgproc_core.ports.Clock`, the one the token issuer checks
+    expiry by.
     """
 
-    def __init__(
-        self,
-        authenticate: Authenticate,
-        clock: Callable[[], float] = time.monotonic,
-        wall_clock: Callable[[], float] = time.time,
-    ) -> None:
+    def __init__(self, authenticate: Authenticate, clock: Clock) -> None:
         self._authenticate = authenticate
         self._clock = clock
-        self._wall_clock = wall_clock
-        self._passed: OrderedDict[str, tuple[User, float]] = OrderedDict()
-        self._checking: dict[str, asyncio.Future[User]] = {}
+        self._passed: OrderedDict[str, _Passed] = OrderedDict()
+        self._checking: dict[str, _Check] = {}
 
     async def __call__(
         self, connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
@@ -81,73 +107,79 @@ class BearerAuthentication:
         if not handler.opt.get(AUTHENTICATED_OPT):
             return
         token = bearer_token(connection.headers.get("authorization"))
-        user = self._remembered(token)
-        if user is None:
+        now = self._clock.now()
+        authenticated = self._remembered(token, now)
+        if authenticated is None:
             # Shielded: a request that goes away must not cancel the others' check.
-            user = await asyncio.shield(self._check(token))
-        connection.scope["user"] = user
+            authenticated = await asyncio.shield(self._check(token, now))
+        connection.scope["user"] = authenticated.user
 
-    def _check(self, token: str) -> asyncio.Future[User]:
-        """The check of ``token`` under way, or a new one."""
+    def _check(self, token: str, now: datetime) -> asyncio.Future[AuthenticatedUser]:
+        """A check of ``token`` that may answer a request arriving ``now``: the one under way,
+        unless it began too long ago, or a new one."""
+        under_way = self._under_way(token, now)
+        if under_way is not None:
+            return under_way
+        outcome = asyncio.ensure_future(self._look_up(token, began_at=now))
+        self._checking[token] = _Check(outcome, began_at=now)
+        outcome.add_done_callback(lambda _: self._check_ended(token, outcome))
+        return outcome
+
+    def _under_way(self, token: str, now: datetime) -> asyncio.Future[AuthenticatedUser] | None:
         check = self._checking.get(token)
-        if check is None:
-            check = asyncio.ensure_future(self._look_up(token))
-            self._checking[token] = check
-            check.add_done_callback(lambda _: self._checking.pop(token, None))
-        return check
+        if check is None or now - check.began_at >= _REMEMBER:
+            return None
+        return check.outcome
 
-    async def _look_up(self, token: str) -> User:
+    def _check_ended(self, token: str, outcome: asyncio.Future[AuthenticatedUser]) -> None:
+        under_way = self._checking.get(token)
+        if under_way is not None and under_way.outcome is outcome:
+            del self._checking[token]
+
+    async def _look_up(self, token: str, began_at: datetime) -> AuthenticatedUser:
         # The user lookup is a database query: keep it off the event loop.
         try:
-            user = await anyio.to_thread.run_sync(
+            authenticated = await anyio.to_thread.run_sync(
                 self._authenticate, AuthenticateCommand(token=token)
             )
         except BaseException:
             self._passed.pop(token, None)
             raise
-        self._remember(token, user)
-        return user
+        self._remember(token, authenticated, began_at)
+        return authenticated
 
-    def _check_ahead(self, token: str) -> None:
-        if token in self._checking:
+    def _check_ahead(self, token: str, now: datetime) -> None:
+        if self._under_way(token, now) is not None:
             return
         # Nobody awaits it: its outcome is read here, so a refusal is not reported as unseen.
-        self._check(token).add_done_callback(_outcome_read)
+        self._check(token, now).add_done_callback(_outcome_read)
 
-    def _remembered(self, token: str) -> User | None:
-        entry = self._passed.get(token)
-        if entry is None:
+    def _remembered(self, token: str, now: datetime) -> AuthenticatedUser | None:
+        passed = self._passed.get(token)
+        if passed is None:
             return None
-        user, until = entry
-        now = self._clock()
-        if now >= until:
+        if not passed.holds_at(now):
             self._passed.pop(token, None)
             return None
-        if until - now <= RECHECK_AHEAD_SECONDS:
-            self._check_ahead(token)
-        return user
+        if passed.recheck_at is not None and now >= passed.recheck_at:
+            self._check_ahead(token, now)
+        return passed.authenticated
 
-    def _remember(self, token: str, user: User) -> None:
-        lifetime = min(REMEMBER_SECONDS, _seconds_left(token, self._wall_clock()))
-        if lifetime <= 0:
+    def _remember(self, token: str, authenticated: AuthenticatedUser, checked_at: datetime) -> None:
+        earlier = self._passed.get(token)
+        if earlier is not None and earlier.checked_at > checked_at:
+            return  # a check that began later has answered already
+        remembered_until = checked_at + _REMEMBER
+        until = min(remembered_until, authenticated.expires_at)
+        if until <= self._clock.now():
             return
-        self._passed[token] = (user, self._clock() + lifetime)
+        recheck_at = remembered_until - _RECHECK_AHEAD if until == remembered_until else None
+        self._passed[token] = _Passed(authenticated, checked_at, until, recheck_at)
         self._passed.move_to_end(token)
         while len(self._passed) > REMEMBERED_TOKENS:
             self._passed.popitem(last=False)
 
 
-def _outcome_read(check: asyncio.Future[User]) -> None:
+def _outcome_read(check: asyncio.Future[AuthenticatedUser]) -> None:
     if not check.cancelled():
         check.exception()
-
-
-def _seconds_left(token: str, now: float) -> float:
-    """Seconds until the (already verified) token's ``exp``; 0 when it cannot be read."""
-    try:
-        payload = token.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        expires = claims["exp"]
-    except (IndexError, ValueError, KeyError, TypeError):
-        return 0.0
-    return float(expires) - now if isinstance(expires, int | float) else 0.0

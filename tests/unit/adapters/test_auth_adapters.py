@@ -100,7 +100,7 @@ def test_weak_secret_is_a_value_error() -> None:
 @pytest.mark.parametrize("secret", ["k" * 32, "é" * 16])
 def test_a_secret_of_32_bytes_is_enough(clock: ManualClock, secret: str) -> None:
     issuer = JwtTokenIssuer(secret, clock)
-    assert issuer.verify(issuer.issue("u").token) == "u"
+    assert issuer.verify(issuer.issue("u").token).subject == "u"
 
 
 # -- JWT: what is issued -----------------------------------------------------------------------
@@ -126,7 +126,7 @@ def test_issuer_and_audience_are_configurable(clock: ManualClock) -> None:
     issuer = JwtTokenIssuer(SECRET, clock, issuer="other-issuer", audience="other-api")
     claims = jwt.decode(issuer.issue("u").token, options={"verify_signature": False})
     assert (claims["iss"], claims["aud"]) == ("other-issuer", "other-api")
-    assert issuer.verify(issuer.issue("u").token) == "u"
+    assert issuer.verify(issuer.issue("u").token).subject == "u"
     with pytest.raises(InvalidToken):
         JwtTokenIssuer(SECRET, clock).verify(issuer.issue("u").token)
 
@@ -138,7 +138,7 @@ def test_time_is_the_injected_clock_s(clock: ManualClock) -> None:
         issuer = JwtTokenIssuer(SECRET, at)
         token = issuer.issue("u")
         assert token.expires_at == moment + timedelta(seconds=900)
-        assert issuer.verify(token.token) == "u"
+        assert issuer.verify(token.token).subject == "u"
 
 
 # -- JWT: what is refused ----------------------------------------------------------------------
@@ -148,7 +148,7 @@ def test_a_well_formed_token_of_our_own_verifies(
     issuer: JwtTokenIssuer, clock: ManualClock
 ) -> None:
     token = jwt.encode(_claims(clock), SECRET, algorithm="HS256")
-    assert issuer.verify(token) == "user-1"
+    assert issuer.verify(token).subject == "user-1"
 
 
 def test_an_unsigned_token_is_refused(issuer: JwtTokenIssuer, clock: ManualClock) -> None:
@@ -226,7 +226,7 @@ def test_expiry_allows_a_few_seconds_of_clock_skew(
     within = jwt.encode(_claims(clock, exp=now - LEEWAY_SECONDS + 1), SECRET, algorithm="HS256")
     beyond = jwt.encode(_claims(clock, exp=now - LEEWAY_SECONDS - 1), SECRET, algorithm="HS256")
 
-    assert issuer.verify(within) == "user-1"
+    assert issuer.verify(within).subject == "user-1"
     with pytest.raises(InvalidToken, match="expired"):
         issuer.verify(beyond)
 
@@ -239,7 +239,7 @@ def test_a_token_from_the_future_is_refused(
     soon = jwt.encode(_claims(clock, **{claim: now + LEEWAY_SECONDS - 1}), SECRET)
     later = jwt.encode(_claims(clock, **{claim: now + LEEWAY_SECONDS + 60}), SECRET)
 
-    assert issuer.verify(soon) == "user-1"
+    assert issuer.verify(soon).subject == "user-1"
     with pytest.raises(InvalidToken, match="not valid yet"):
         issuer.verify(later)
 

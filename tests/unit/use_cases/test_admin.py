@@ -163,7 +163,7 @@ def test_a_disabled_user_can_neither_log_in_nor_use_a_token_issued_before(
     session = register_user(RegisterUserCommand("alice", "correct horse"))
     log_in = LogIn(uow_factory, hasher, tokens)
     authenticate = Authenticate(uow_factory, tokens)
-    assert authenticate(AuthenticateCommand(session.token.token)).id == session.user.id
+    assert authenticate(AuthenticateCommand(session.token.token)).user.id == session.user.id
 
     # Names are looked up as registration stores them.
     disabled = DisableUser(uow_factory)(DisableUserCommand("  ALICE "))

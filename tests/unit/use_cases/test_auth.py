@@ -25,6 +25,7 @@ from imgproc_core.ports import UnitOfWorkFactory
 from imgproc_core.use_cases import (
     Authenticate,
     AuthenticateCommand,
+    AuthenticatedUser,
     LogIn,
     LogInCommand,
     RegisterUser,
@@ -86,7 +87,7 @@ def test_register_stores_the_user_and_logs_them_in(
     assert session.user.username == "alice.smith"
     assert session.user.created_at == clock.now()
     assert not session.user.disabled
-    assert tokens.verify(session.token.token) == session.user.id
+    assert tokens.verify(session.token.token).subject == session.user.id
     with uow_factory() as uow:
         stored = uow.users.get_by_username("alice.smith")
     assert stored == session.user
@@ -185,7 +186,7 @@ def test_log_in_with_the_right_password(
     registered = register_user(RegisterUserCommand("alice", PASSWORD)).user
     session = log_in(LogInCommand("ALICE", PASSWORD))
     assert session.user == registered
-    assert tokens.verify(session.token.token) == registered.id
+    assert tokens.verify(session.token.token).subject == registered.id
 
 
 @pytest.mark.parametrize(
@@ -251,11 +252,13 @@ def test_a_known_user_with_a_wrong_password_costs_one_verification(
 # -- authenticate --------------------------------------------------------------------------------
 
 
-def test_authenticate_returns_the_tokens_user(
+def test_authenticate_returns_the_tokens_user_and_when_the_token_expires(
     register_user: RegisterUser, authenticate: Authenticate
 ) -> None:
     session = register_user(RegisterUserCommand("alice", PASSWORD))
-    assert authenticate(AuthenticateCommand(session.token.token)) == session.user
+    assert authenticate(AuthenticateCommand(session.token.token)) == AuthenticatedUser(
+        user=session.user, expires_at=session.token.expires_at
+    )
 
 
 def test_a_bad_token_is_refused(authenticate: Authenticate) -> None:

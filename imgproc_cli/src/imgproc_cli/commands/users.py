@@ -24,6 +24,7 @@ from imgproc_core.use_cases import (
     ListUsersQuery,
     RegisterUserCommand,
 )
+from imgproc_core.use_cases.admin import TOKENS_REFUSED_WITHIN_SECONDS
 
 app = typer.Typer(
     name="users",
@@ -93,11 +94,18 @@ def list_users(page: Page = 1, limit: Limit = 100, json: Json = False) -> None:
     print_page(found, users, "users")
 
 
-@app.command(epilog=examples("imgproc users disable alice"))
+@app.command(
+    help=(
+        "Disable an account: it can no longer log in, and the tokens it holds are refused "
+        f"within {TOKENS_REFUSED_WITHIN_SECONDS} seconds. Its images stay."
+    ),
+    epilog=examples("imgproc users disable alice"),
+)
 def disable(username: Annotated[str, typer.Argument(help="The account to disable")]) -> None:
-    """Disable an account: it can no longer log in, and the tokens it holds stop working at
-    once. Its images stay."""
     settings = load_settings()
     with service_container(settings) as container:
         user = container.disable_user()(DisableUserCommand(username))
-    stdout().print(f"user [bold]{user.username}[/bold] is disabled")
+    stdout().print(
+        f"user [bold]{user.username}[/bold] is disabled: it can no longer log in, and its "
+        f"tokens are refused within {TOKENS_REFUSED_WITHIN_SECONDS} seconds"
+    )

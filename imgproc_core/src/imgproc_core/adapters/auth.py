@@ -12,7 +12,7 @@ import jwt
 
 from imgproc_core.domain.errors import InvalidToken
 from imgproc_core.domain.users import MAX_PASSWORD_BYTES
-from imgproc_core.ports.auth import AccessToken
+from imgproc_core.ports.auth import AccessToken, TokenClaims
 from imgproc_core.ports.clock import Clock
 
 DEFAULT_BCRYPT_ROUNDS: Final = 12
@@ -102,7 +102,7 @@ class JwtTokenIssuer:
         token = jwt.encode(claims, self._secret, algorithm=_ALGORITHM)
         return AccessToken(token=token, expires_at=datetime.fromtimestamp(expires, UTC))
 
-    def verify(self, token: str) -> str:
+    def verify(self, token: str) -> TokenClaims:
         try:
             claims = jwt.decode(
                 token,
@@ -119,13 +119,14 @@ class JwtTokenIssuer:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid access token: {exc}") from None
-        self._check_times(claims)
+        expires_at = self._check_times(claims)
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject:
             raise InvalidToken("invalid access token: no subject")
-        return subject
+        return TokenClaims(subject=subject, expires_at=expires_at)
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
+    def _check_times(self, claims: dict[str, Any]) -> datetime:
+        """The token's expiry, once its times have been checked against the clock."""
         now = self._clock.now().timestamp()
         expires = _timestamp(claims, "exp")
         issued_at = _timestamp(claims, "iat")
@@ -136,6 +137,11 @@ class JwtTokenIssuer:
             raise InvalidToken("the access token has expired")
         if issued_at > now + LEEWAY_SECONDS or not_before > now + LEEWAY_SECONDS:
             raise InvalidToken("the access token is not valid yet")
+        try:
+            return datetime.fromtimestamp(expires, UTC)
+        except (OverflowError, OSError, ValueError):
+            # Past the year 9999: not a token this issuer made.
+            raise InvalidToken("invalid access token: the expiry is out of range") from None
 
 
 def _timestamp(claims: dict[str, Any], name: str) -> float | None:

@@ -5,7 +5,7 @@ got. Every port has an in-memory twin in :mod:`imgproc_core.adapters.memory` tha
 contract tests as the real adapter.
 """
 
-from imgproc_core.ports.auth import AccessToken, PasswordHasher, TokenIssuer
+from imgproc_core.ports.auth import AccessToken, PasswordHasher, TokenClaims, TokenIssuer
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter, UrlCache
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.codec import EncodedImage, ImageCodec, ImageInfo
@@ -42,6 +42,7 @@ __all__ = [
     "RateLimiter",
     "SignedBlobFiles",
     "SignedUrl",
+    "TokenClaims",
     "TokenIssuer",
     "UnitOfWork",
     "UnitOfWorkFactory",

@@ -22,12 +22,22 @@ class AccessToken:
     token_type: str = "bearer"  # noqa: S105 - the OAuth token type, not a secret
 
 
+@dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a valid access token says: whom it speaks for, and until when."""
+
+    subject: str
+    #: The expiry it was issued with (:attr:`AccessToken.expires_at`), timezone-aware, in UTC.
+    #: Past it the token is refused, give or take the issuer's allowance for clock skew.
+    expires_at: datetime
+
+
 class TokenIssuer(Protocol):
     def issue(self, user_id: str) -> AccessToken:
         """A short-lived access token naming ``user_id`` as its subject."""
         ...
 
-    def verify(self, token: str) -> str:
-        """The subject of a valid token; :class:`~imgproc_core.domain.errors.InvalidToken`
+    def verify(self, token: str) -> TokenClaims:
+        """The claims of a valid token; :class:`~imgproc_core.domain.errors.InvalidToken`
         for anything else (bad signature, other algorithm, expired, wrong issuer/audience)."""
         ...

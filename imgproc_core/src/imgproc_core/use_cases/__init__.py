@@ -29,6 +29,7 @@ from imgproc_core.use_cases.admin import (
 from imgproc_core.use_cases.auth import (
     Authenticate,
     AuthenticateCommand,
+    AuthenticatedUser,
     LogIn,
     LogInCommand,
     RegisterUser,
@@ -90,6 +91,7 @@ __all__ = [
     "OUTAGE_BACKOFF_MAX_SECONDS",
     "Authenticate",
     "AuthenticateCommand",
+    "AuthenticatedUser",
     "Backoff",
     "Decision",
     "DeleteImage",

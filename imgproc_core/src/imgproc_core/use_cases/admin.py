@@ -35,6 +35,7 @@ from imgproc_core.use_cases.images import download_cache_key
 
 __all__ = [
     "ADMIN_PAGE_LIMIT",
+    "TOKENS_REFUSED_WITHIN_SECONDS",
     "DisableUser",
     "DisableUserCommand",
     "GetServiceStats",
@@ -108,14 +109,21 @@ class ListUsers:
         return Page(items=list(users), page=query.page, limit=query.limit, total=total)
 
 
+#: How soon a disabled user's tokens are refused, at the latest. A shell may take a token it
+#: has checked as good for this long without asking again (the HTTP API does: a check is a
+#: database query, several times what the request it guards costs), never longer.
+TOKENS_REFUSED_WITHIN_SECONDS: Final = 2
+
+
 @dataclass(frozen=True, slots=True)
 class DisableUserCommand:
     username: str
 
 
 class DisableUser:
-    """Lock an account: its password no longer logs in, and the tokens it holds stop working at
-    once (a disabled user is refused on every request). Its images stay where they are.
+    """Lock an account: from now on its password does not log in, and the tokens it holds are
+    refused within :data:`TOKENS_REFUSED_WITHIN_SECONDS` (a token checked just before may be
+    taken as good until then). Its images stay where they are.
 
     Disabling a disabled account changes nothing. Returns the account as it is now.
     """

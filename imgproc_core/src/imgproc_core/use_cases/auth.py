@@ -6,6 +6,7 @@ import secrets
 import threading
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from imgproc_core.domain.errors import (
     Conflict,
@@ -20,6 +21,7 @@ from imgproc_core.ports import AccessToken, Clock, PasswordHasher, TokenIssuer, 
 __all__ = [
     "Authenticate",
     "AuthenticateCommand",
+    "AuthenticatedUser",
     "LogIn",
     "LogInCommand",
     "RegisterUser",
@@ -51,6 +53,15 @@ class LogInCommand:
 @dataclass(frozen=True, slots=True)
 class AuthenticateCommand:
     token: str
+
+
+@dataclass(frozen=True, slots=True)
+class AuthenticatedUser:
+    """The user a token speaks for, and when the token expires (whatever the user's state then:
+    a shell that remembers the answer must not remember it past ``expires_at``)."""
+
+    user: User
+    expires_at: datetime
 
 
 def _taken(username: str) -> UsernameTaken:
@@ -144,17 +155,17 @@ class LogIn:
 
 
 class Authenticate:
-    """The user an access token speaks for; :class:`InvalidToken` for a bad token or for a user
-    that is gone or disabled since the token was issued."""
+    """The user an access token speaks for, with the token's expiry; :class:`InvalidToken` for
+    a bad token or for a user that is gone or disabled since the token was issued."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, tokens: TokenIssuer) -> None:
         self._uow_factory = uow_factory
         self._tokens = tokens
 
-    def __call__(self, command: AuthenticateCommand) -> User:
-        user_id = self._tokens.verify(command.token)
+    def __call__(self, command: AuthenticateCommand) -> AuthenticatedUser:
+        claims = self._tokens.verify(command.token)
         with self._uow_factory() as uow:
-            user = uow.users.get(user_id)
+            user = uow.users.get(claims.subject)
         if user is None or user.disabled:
             raise InvalidToken("the token's user is unknown or disabled")
-        return user
+        return AuthenticatedUser(user=user, expires_at=claims.expires_at)

@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody, MultipartBody, Parameter
 from litestar.response import Redirect
 
 from imgproc_core.domain import JobStatus, User, parse_transformation
+from imgproc_core.domain.errors import InvalidInput
 from imgproc_core.use_cases import (
     MAX_PAGE_LIMIT,
     DeleteImage,
@@ -52,6 +53,18 @@ class UploadForm:
     file: UploadFile
 
 
+def _is_a_file(target: Any) -> bool:
+    return target is UploadFile
+
+
+def _not_one_file(_: Any, value: Any) -> UploadFile:
+    """What the upload's ``file`` is when it is not one file: Litestar hands the form's value
+    to the type decoders as it found it, text (a part without a filename) or a list (several
+    parts of that name), and only a file is one."""
+    got = "several parts" if isinstance(value, list) else "a text field"
+    raise InvalidInput(f"file: expected one file, with a filename; got {got}", field="file")
+
+
 class ImagesController(Controller):
     path = "/images"
     tags = ["images"]
@@ -63,6 +76,7 @@ class ImagesController(Controller):
         status_code=201,
         sync_to_thread=True,
         opt={RATE_LIMIT_OPT: "upload", TOO_LARGE_CODE_OPT: "image_too_large"},
+        type_decoders=[(_is_a_file, _not_one_file)],
         summary="Upload an image",
         # No request_max_body_size here: the app's limit is the upload limit (from settings).
         description=(

@@ -11,7 +11,7 @@ from typing import Final
 
 from imgproc_core.domain.errors import InvalidToken
 from imgproc_core.domain.users import MAX_PASSWORD_BYTES
-from imgproc_core.ports.auth import AccessToken
+from imgproc_core.ports.auth import AccessToken, TokenClaims
 from imgproc_core.ports.clock import Clock
 
 _SCHEME: Final = "fake"
@@ -86,7 +86,7 @@ class InMemoryTokenIssuer:
                 self._sweep(now)
         return AccessToken(token=token, expires_at=expires_at)
 
-    def verify(self, token: str) -> str:
+    def verify(self, token: str) -> TokenClaims:
         with self._lock:
             entry = self._tokens.get(token)
             if entry is None:
@@ -95,7 +95,7 @@ class InMemoryTokenIssuer:
             if self._clock.now() >= expires_at:
                 del self._tokens[token]
                 raise InvalidToken("the access token has expired")
-            return user_id
+            return TokenClaims(subject=user_id, expires_at=expires_at)
 
     def _sweep(self, now: datetime) -> None:
         expired = [token for token, (_, expires_at) in self._tokens.items() if expires_at <= now]
