@@ -13,13 +13,12 @@ from dataclasses import dataclass
 from typing import Final
 
 from imgproc_core.domain.errors import (
-    InvalidPagination,
     InvalidStateTransition,
     InvalidUsername,
     JobNotFound,
     UserNotFound,
 )
-from imgproc_core.domain.images import Image, Page, derivative_prefix
+from imgproc_core.domain.images import Image, Page, derivative_prefix, page_offset
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.users import User, normalize_username
 from imgproc_core.ports import (
@@ -77,14 +76,6 @@ def user_named(users: UserRepository, username: str) -> User:
     return user
 
 
-def _offset(page: int, limit: int) -> int:
-    if page < 1:
-        raise InvalidPagination("page starts at 1", "page")
-    if not 1 <= limit <= ADMIN_PAGE_LIMIT:
-        raise InvalidPagination(f"limit is between 1 and {ADMIN_PAGE_LIMIT}", "limit")
-    return (page - 1) * limit
-
-
 # -- accounts ------------------------------------------------------------------------------------
 
 
@@ -101,7 +92,7 @@ class ListUsers:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListUsersQuery) -> Page[User]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             users = uow.users.list(offset=offset, limit=query.limit)
             total = uow.users.count()
@@ -150,7 +141,7 @@ class ListUserImages:
         self._uow_factory = uow_factory
 
     def __call__(self, query: UserImagesQuery) -> Page[Image]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             user = user_named(uow.users, query.username)
             items, total = uow.images.list_for_user(user.id, offset=offset, limit=query.limit)
@@ -270,7 +261,7 @@ class ListJobs:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListJobsQuery) -> Page[Image]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             items = uow.images.list_derived(status=query.status, offset=offset, limit=query.limit)
             totals = uow.images.totals()

@@ -15,13 +15,13 @@ from imgproc_core.domain.errors import (
     ImageNotReady,
     ImageProcessingFailed,
     ImageTooLarge,
-    InvalidPagination,
 )
 from imgproc_core.domain.images import (
     Image,
     Page,
     derivative_prefix,
     original_key,
+    page_offset,
     sanitize_filename,
 )
 from imgproc_core.domain.jobs import JobStatus
@@ -175,14 +175,9 @@ class ListImages:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListImagesQuery) -> Page[Image]:
-        if query.page < 1:
-            raise InvalidPagination("page starts at 1", "page")
-        if not 1 <= query.limit <= MAX_PAGE_LIMIT:
-            raise InvalidPagination(f"limit is between 1 and {MAX_PAGE_LIMIT}", "limit")
+        offset = page_offset(query.page, query.limit, MAX_PAGE_LIMIT)
         with self._uow_factory() as uow:
-            items, total = uow.images.list_for_user(
-                query.user_id, offset=(query.page - 1) * query.limit, limit=query.limit
-            )
+            items, total = uow.images.list_for_user(query.user_id, offset=offset, limit=query.limit)
         return Page(items=list(items), page=query.page, limit=query.limit, total=total)
 
 
