@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -42,6 +42,7 @@ __all__ = [
     "GetDownloadUrl",
     "GetImageMetadata",
     "ImageQuery",
+    "ImageRemoval",
     "ListImages",
     "ListImagesQuery",
     "UploadImage",
@@ -299,41 +300,82 @@ class GetDownloadUrl:
         raise ImageNotFound(f"no image {query.image_id!r}")
 
 
+class ImageRemoval:
+    """How images leave the service, for :class:`DeleteImage` and ``PurgeUserImages`` alike.
+
+    Rows go first, in the caller's transaction: :meth:`delete_rows` takes the chosen images and
+    every derivative of the originals among them. Once the caller has committed,
+    :meth:`remove_files` removes their URL cache entries and then their blobs. If removing one
+    fails, what is left is an unreachable blob (wasted space, found under the user's prefix) or
+    a cache entry that expires by itself, never a row that lists an image whose bytes are gone.
+    Those failures are logged and counted rather than raised: the images are deleted for every
+    reader by then.
+    """
+
+    def __init__(self, storage: BlobStorage, cache: UrlCache) -> None:
+        self._storage = storage
+        self._cache = cache
+
+    @staticmethod
+    def delete_rows(images: ImageRepository, chosen: Iterable[Image]) -> list[Image]:
+        """Delete the rows of ``chosen`` and of the derivatives of its originals; the images
+        deleted, each once, derivatives first (a database may cascade an original's deletion
+        to them)."""
+        removed: dict[str, Image] = {}
+        for image in chosen:
+            removed.setdefault(image.id, image)
+            if not image.is_transformed:
+                for each in images.list_derivatives(image.id):
+                    removed.setdefault(each.id, each)
+        ordered = sorted(removed.values(), key=lambda image: not image.is_transformed)
+        for image in ordered:
+            images.delete(image.id)
+        return ordered
+
+    def remove_files(self, removed: Sequence[Image]) -> int:
+        """Remove the cache entries and blobs of images whose rows are gone; how many removals
+        failed (each logged)."""
+        failures = 0
+        for image in removed:
+            failures += self._quietly(
+                self._cache.delete, download_cache_key(image.user_id, image.id)
+            )
+        originals = {image.id for image in removed if not image.is_transformed}
+        for image in removed:
+            if image.source_id in originals:
+                continue  # In its original's folder, which goes whole.
+            if not image.is_transformed:
+                prefix = derivative_prefix(image.user_id, image.id)
+                failures += self._quietly(self._storage.delete_prefix, prefix)
+            failures += self._quietly(self._storage.delete, image.storage_key)
+        return failures
+
+    @staticmethod
+    def _quietly(remove: Callable[[str], object], key: str) -> int:
+        try:
+            remove(key)
+        except Exception:
+            logger.exception("could not remove %s of a deleted image", key)
+            return 1
+        return 0
+
+
 class DeleteImage:
     """Delete one of the caller's images; an original takes all its derivatives with it.
 
-    Rows go first, in one transaction, and blobs after. If removing a blob fails after the
-    commit, what is left is an unreachable blob (wasted space, found under the user's prefix),
-    never a row that lists an image whose bytes are gone. Blob and cache failures past the
-    commit are logged rather than raised: the image is deleted for every reader by then.
+    Rows go first, in one transaction, and blobs after, as :class:`ImageRemoval` removes them:
+    a failure past the commit leaves an unreachable blob, never a row without its bytes.
     """
 
     def __init__(
         self, uow_factory: UnitOfWorkFactory, storage: BlobStorage, cache: UrlCache
     ) -> None:
         self._uow_factory = uow_factory
-        self._storage = storage
-        self._cache = cache
+        self._removal = ImageRemoval(storage, cache)
 
     def __call__(self, query: ImageQuery) -> None:
         with self._uow_factory() as uow:
             image = owned_image(uow.images, query.user_id, query.image_id)
-            removed = [image]
-            if not image.is_transformed:
-                removed.extend(uow.images.list_derivatives(image.id))
-            for each in removed:
-                uow.images.delete(each.id)
+            removed = self._removal.delete_rows(uow.images, [image])
             uow.commit()
-        for each in removed:
-            self._quietly(self._cache.delete, download_cache_key(each.user_id, each.id))
-        if not image.is_transformed:
-            # Every derivative lives under its original's prefix: one call removes them all.
-            self._quietly(self._storage.delete_prefix, derivative_prefix(image.user_id, image.id))
-        self._quietly(self._storage.delete, image.storage_key)
-
-    @staticmethod
-    def _quietly(remove: Callable[[str], object], key: str) -> None:
-        try:
-            remove(key)
-        except Exception:
-            logger.exception("could not remove %s of a deleted image", key)
+        self._removal.remove_files(removed)
