@@ -14,7 +14,6 @@ from imgproc_core.domain.errors import (
     ImageNotFound,
     ImageNotReady,
     ImageProcessingFailed,
-    ImageTooLarge,
 )
 from imgproc_core.domain.images import (
     Image,
@@ -34,6 +33,7 @@ from imgproc_core.ports import (
     UnitOfWorkFactory,
     UrlCache,
 )
+from imgproc_core.use_cases.pipeline import admit_original
 
 __all__ = [
     "MAX_PAGE_LIMIT",
@@ -108,8 +108,9 @@ def download_cache_key(user_id: str, image_id: str) -> str:
 class UploadImage:
     """Store an original image and record it.
 
-    The bytes are checked (size, then type, pixels, frames and integrity by the codec) before
-    anything is written. The blob is written first and the row second, so a row never points
+    The bytes are checked (size, then type, pixels, frames and integrity by the codec: the
+    render pipeline's first step, :func:`~imgproc_core.use_cases.pipeline.admit_original`)
+    before anything is written. The blob is written first and the row second, so a row never points
     at missing bytes; if the row cannot be written, the blob is removed again.
     """
 
@@ -128,10 +129,7 @@ class UploadImage:
         self._limits = limits
 
     def __call__(self, command: UploadImageCommand) -> Image:
-        limit = self._limits.max_upload_bytes
-        if len(command.data) > limit:
-            raise ImageTooLarge(f"an upload is at most {limit} bytes", limit_bytes=limit)
-        info = self._codec.probe(command.data, self._limits)
+        info = admit_original(command.data, self._codec, self._limits)
         image_id = uuid.uuid4().hex
         now = self._clock.now()
         image = Image(
