@@ -19,9 +19,15 @@ from imgproc_core.ports.persistence import (
     UnitOfWorkFactory,
     UserRepository,
 )
-from imgproc_core.ports.storage import BlobStorage, SignedUrl
+from imgproc_core.ports.storage import (
+    MAX_URL_TTL_SECONDS,
+    BlobStorage,
+    SignedUrl,
+    check_signed_url,
+)
 
 __all__ = [
+    "MAX_URL_TTL_SECONDS",
     "AccessToken",
     "BlobStorage",
     "Clock",
@@ -44,4 +50,5 @@ __all__ = [
     "UnitOfWorkFactory",
     "UrlCache",
     "UserRepository",
+    "check_signed_url",
 ]
