@@ -29,6 +29,7 @@ from imgproc_core.adapters.system import SystemClock
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
+    CheckReadiness,
     DeleteImage,
     DisableUser,
     GetDownloadUrl,
@@ -409,6 +410,9 @@ class Container(containers.DeclarativeContainer):
         RetryFailedJobs, uow_factory=unit_of_work.provider, clock=clock
     )
     get_service_stats = providers.Singleton(GetServiceStats, uow_factory=unit_of_work.provider)
+    check_readiness = providers.Singleton(
+        CheckReadiness, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+    )
 
 
 def build_container(settings: Settings | None = None) -> Container:

@@ -352,9 +352,18 @@ class ServiceStats:
     #: Jobs in the queue table (the outbox, in the production profile), leased or not.
     queued_jobs: int
 
+    @property
+    def images_by_status(self) -> dict[JobStatus, int]:
+        """Every image by status, originals (always READY) and derived ones alike; every
+        status is a key."""
+        counts = {status: self.images.derived_by_status.get(status, 0) for status in JobStatus}
+        counts[JobStatus.READY] += self.images.originals
+        return counts
+
 
 class GetServiceStats:
-    """Accounts, images, their bytes and the jobs by status, read in one transaction."""
+    """Accounts, images, their bytes and the jobs by status, read in one transaction: what an
+    operator's ``imgproc stats`` shows and what the API's ``/metrics`` exports."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
         self._uow_factory = uow_factory
