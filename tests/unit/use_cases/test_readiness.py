@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from unittest.mock import Mock
+
 import pytest
 
 from imgproc_core.adapters.memory import InMemoryBlobStorage, InMemoryUrlCache, ManualClock
 from imgproc_core.domain.errors import DependencyUnavailable
-from imgproc_core.ports import UnitOfWork, UnitOfWorkFactory
+from imgproc_core.ports import UnitOfWork, UnitOfWorkFactory, UrlCache
 from imgproc_core.use_cases import CheckReadiness, Dependency, ReadinessQuery
 from imgproc_core.use_cases.readiness import PROBE_KEY
 
@@ -21,17 +23,6 @@ class Asked(InMemoryBlobStorage):
     def exists(self, key: str) -> bool:
         self.asked.append(key)
         return super().exists(key)
-
-
-class DownCache:
-    def get(self, key: str) -> str | None:
-        raise DependencyUnavailable("redis is down", "cache")
-
-    def set(self, key: str, url: str, ttl_seconds: float) -> None:
-        raise DependencyUnavailable("redis is down", "cache")
-
-    def delete(self, key: str) -> None:
-        raise DependencyUnavailable("redis is down", "cache")
 
 
 def down_database() -> UnitOfWork:
@@ -55,8 +46,11 @@ def test_every_dependency_that_answers_is_ready(uow_factory: UnitOfWorkFactory) 
 def test_a_dependency_that_does_not_answer_raises_what_it_raised(
     uow_factory: UnitOfWorkFactory, dependency: Dependency, database: bool, down: str
 ) -> None:
+    # A cache that does not answer: a failure no working fake has.
+    down_cache = Mock(spec=UrlCache)
+    down_cache.get.side_effect = DependencyUnavailable("redis is down", "cache")
     check = CheckReadiness(
-        down_database if database else uow_factory, InMemoryBlobStorage(), DownCache()
+        down_database if database else uow_factory, InMemoryBlobStorage(), down_cache
     )
     with pytest.raises(DependencyUnavailable) as raised:
         check(ReadinessQuery(dependency))
