@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from imgproc_core.adapters.memory import InMemoryBlobStorage, ManualClock
 from imgproc_core.domain.errors import BlobNotFound
-from imgproc_core.ports.storage import BlobStorage
+from imgproc_core.ports.storage import MAX_URL_TTL_SECONDS, BlobStorage, check_signed_url
 from tests.support.gcs import gcs_blob_storage
 from tests.support.local_storage import make_local_blob_storage
 
@@ -211,8 +212,33 @@ def test_a_signed_url_can_name_a_download_filename(storage: BlobStorage) -> None
     assert "holiday.jpg" in named.url
 
 
-@pytest.mark.parametrize("expires_in", [0, -1])
-def test_a_signed_url_expires_in_the_future(storage: BlobStorage, expires_in: int) -> None:
+#: Lifetimes outside the port's bound, and lifetimes that are not whole seconds at all.
+REFUSED_LIFETIMES: list[Any] = [0, -1, MAX_URL_TTL_SECONDS + 1, 10**9, True, 1.5, "300", None]
+
+
+@pytest.mark.parametrize("expires_in", REFUSED_LIFETIMES, ids=repr)
+def test_a_lifetime_outside_the_ports_bound_is_refused_the_same_way(
+    storage: BlobStorage, expires_in: Any
+) -> None:
     storage.put("u1/a.jpg", b"a", "image/jpeg")
-    with pytest.raises(ValueError, match=r"."):
+    with pytest.raises(ValueError, match="expires_in_seconds") as expected:
+        check_signed_url(expires_in)
+
+    with pytest.raises(ValueError, match="expires_in_seconds") as refused:
         storage.signed_url("u1/a.jpg", expires_in)
+
+    assert str(refused.value) == str(expected.value)
+
+
+@pytest.mark.parametrize("expires_in", [1, MAX_URL_TTL_SECONDS])
+def test_the_bounds_themselves_are_accepted(
+    storage: BlobStorage, clock: ManualClock, expires_in: int
+) -> None:
+    storage.put("u1/a.jpg", b"a", "image/jpeg")
+    signed = storage.signed_url("u1/a.jpg", expires_in)
+    assert signed.expires_at == clock.now() + timedelta(seconds=expires_in)
+
+
+def test_an_empty_download_filename_is_the_same_as_none(storage: BlobStorage) -> None:
+    storage.put("u1/a.jpg", b"a", "image/jpeg")
+    assert storage.signed_url("u1/a.jpg", 300, filename="") == storage.signed_url("u1/a.jpg", 300)

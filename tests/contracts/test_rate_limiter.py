@@ -6,12 +6,15 @@ counts below are exact, never "about N".
 
 from __future__ import annotations
 
+import random
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 
+from imgproc_core.adapters.gcra import GcraRate, epoch_micros
 from imgproc_core.adapters.memory import InMemoryRateLimiter, ManualClock
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision, RateLimiter
 from tests.support.redis import redis_rate_limiter
@@ -127,6 +130,35 @@ def test_refused_hits_do_not_extend_the_wait(limiter: RateLimiter, clock: Manual
     assert refusals[-1].retry_after == pytest.approx(refusals[0].retry_after)
     clock.advance(refusals[0].retry_after)
     assert limiter.hit("client", rate).allowed
+
+
+def test_every_decision_is_the_one_gcra_arithmetic(
+    limiter: RateLimiter, clock: ManualClock
+) -> None:
+    """A seeded random walk of hits and clock steps, some landing a microsecond short of the
+    announced wait: every field of every decision is what ``GcraRate.hit`` gives on a TAT that
+    the test keeps itself."""
+    rates = [RateLimit(3, 1.0), RateLimit(7, 0.7), RateLimit(6, 10.0), RateLimit(1, 0.3)]
+    tats: dict[tuple[str, RateLimit], int] = {}
+    rng = random.Random(20260101)
+    refused = 0
+    for step in range(2000):
+        key, rate = rng.choice("ab"), rng.choice(rates)
+        gcra = GcraRate.of(rate)
+        now = gcra.units(epoch_micros(clock.now()))
+        expected = gcra.hit(tats.get((key, rate), now) - now)
+        if expected.ahead is not None:
+            tats[key, rate] = now + expected.ahead
+
+        assert limiter.hit(key, rate) == expected.decision, f"step {step}"
+
+        if not expected.decision.allowed:
+            refused += 1
+            short_by = timedelta(microseconds=1) if rng.random() < 0.5 else timedelta(0)
+            clock.advance(timedelta(seconds=expected.decision.retry_after) - short_by)
+        else:
+            clock.advance(rng.choice([0.0, 0.0, rng.random() * rate.window_seconds / 2]))
+    assert refused > 100
 
 
 def test_keys_are_independent(limiter: RateLimiter) -> None:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import random
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,7 @@ from litestar import Litestar, get, post
 from litestar.testing import TestClient
 from prometheus_client import CollectorRegistry
 
-from imgproc_core.adapters.memory import InMemoryRateLimiter, ManualClock
+from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.adapters.redis import (
     RATE_LIMITER_DEPENDENCY,
     URL_CACHE_DEPENDENCY,
@@ -47,8 +45,6 @@ from tests.support.redis import (
 logger = logging.getLogger(__name__)
 
 pytestmark = pytest.mark.integration
-
-_MICROSECOND = timedelta(microseconds=1)
 
 
 @pytest.fixture(scope="module")
@@ -109,28 +105,6 @@ def test_processes_sharing_one_redis_let_exactly_the_limit_through(
     assert len(keys) == 1
     ttl_ms = client.pttl(keys[0])
     assert 0 < ttl_ms <= (rate.window_seconds + 2) * 1000
-
-
-def test_every_decision_matches_the_in_memory_twin(client: redis.Redis, prefix: str) -> None:
-    """A seeded random walk of hits and clock steps, some landing a microsecond short of the
-    announced wait: the twins agree on every field of every decision."""
-    clock = ManualClock()
-    redis_limiter = RedisRateLimiter(client, clock, key_prefix=prefix)
-    memory_limiter = InMemoryRateLimiter(clock)
-    rates = [RateLimit(3, 1.0), RateLimit(7, 0.7), RateLimit(6, 10.0), RateLimit(1, 0.3)]
-    rng = random.Random(20260101)
-    refused = 0
-    for step in range(3000):
-        key, rate = rng.choice("ab"), rng.choice(rates)
-        expected = memory_limiter.hit(key, rate)
-        assert redis_limiter.hit(key, rate) == expected, f"step {step}"
-        if not expected.allowed:
-            refused += 1
-            short_by = _MICROSECOND if rng.random() < 0.5 else timedelta(0)
-            clock.advance(timedelta(seconds=expected.retry_after) - short_by)
-        else:
-            clock.advance(rng.choice([0.0, 0.0, rng.random() * rate.window_seconds / 2]))
-    assert refused > 100
 
 
 def test_a_key_expires_once_its_bucket_is_full_again(client: redis.Redis, prefix: str) -> None:

@@ -1,11 +1,12 @@
 """Batch transforms of local files with the service's own pipeline.
 
-Each file goes through what an upload and its job go through: the size limit, the codec's
-probe (type from the magic bytes, pixel and frame limits from the header, integrity), the
-transformation resolved against the source's format (its default output format and quality),
-the output size checked against the limits, then the codec's transform. The codec is the
-container's job codec, a pool of worker processes, so every core is busy and each image runs
-under the job time limit; a file that fails is reported with its reason and the others go on.
+Each file goes through the core's render pipeline (:mod:`imgproc_core.use_cases.pipeline`),
+what an upload and its job go through: the size limit, the codec's probe (type from the magic
+bytes, pixel and frame limits from the header, integrity), the transformation resolved against
+the source's format (its default output format and quality), the output size checked against
+the limits, then the codec's transform. The codec is the container's job codec, a pool of worker
+processes, so every core is busy and each image runs under the job time limit; a file that
+fails is reported with its reason and the others go on.
 
 Output names are decided before anything runs, from the inputs alone, so they do not depend
 on the number of processes, on which inputs fail, or on the order in which they finish.
@@ -27,8 +28,9 @@ from typing import Final
 from imgproc_core.domain.errors import DomainError, ImageTooLarge
 from imgproc_core.domain.formats import EXTENSIONS
 from imgproc_core.domain.limits import Limits
-from imgproc_core.domain.transformations import Transformation, output_size
-from imgproc_core.ports import EncodedImage, ImageCodec
+from imgproc_core.domain.transformations import Transformation
+from imgproc_core.ports import ImageCodec
+from imgproc_core.use_cases.pipeline import render_original
 
 _GLOB_CHARACTERS: Final = frozenset("*?[")
 #: Hex digits of the path hash that sets apart inputs whose names would collide.
@@ -137,23 +139,6 @@ class Failed:
 Outcome = Converted | Failed
 
 
-def render(
-    data: bytes,
-    transformation: Transformation,
-    *,
-    probe: ImageCodec,
-    codec: ImageCodec,
-    limits: Limits,
-) -> EncodedImage:
-    """One image through the service's pipeline (see the module's documentation)."""
-    if len(data) > limits.max_upload_bytes:
-        raise _too_large(limits)
-    info = probe.probe(data, limits)
-    resolved = transformation.resolved(info.format)
-    output_size(info.width, info.height, resolved, limits)
-    return codec.transform(data, resolved, limits)
-
-
 def _too_large(limits: Limits) -> ImageTooLarge:
     limit = limits.max_upload_bytes
     return ImageTooLarge(
@@ -232,7 +217,7 @@ class BatchTransform:
             # Refused before it is read, as an upload is while it streams.
             raise _too_large(self._limits)
         data = source.path.read_bytes()
-        encoded = render(
+        encoded = render_original(
             data, self._transformation, probe=self._probe, codec=self._codec, limits=self._limits
         )
         output = self._out_dir / f"{stem}.{EXTENSIONS[encoded.format]}"

@@ -18,6 +18,7 @@ import msgspec
 
 from imgproc_core.domain.limits import Limits
 from imgproc_core.ports.cache import RateLimit
+from imgproc_core.ports.storage import MAX_URL_TTL_SECONDS
 
 ENV_PREFIX: Final = "IMGPROC_"
 MIN_SECRET_BYTES: Final = 32
@@ -95,7 +96,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_issuer: str = "imgproc"
     jwt_audience: str = "imgproc-api"
     access_token_ttl_seconds: Positive = 900
-    signed_url_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=604800)] = 300
+    signed_url_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=MAX_URL_TTL_SECONDS)] = 300
     signed_url_cache_margin_seconds: Annotated[int, msgspec.Meta(ge=0)] = 30
 
     # -- limits --------------------------------------------------------------------------------

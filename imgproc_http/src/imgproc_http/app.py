@@ -158,14 +158,12 @@ def create_app(container: Container) -> Litestar:
 
     signal = JobSignal()
     workers = embedded_workers(container, settings, signal)
-    http_metrics = HttpMetrics(container.unit_of_work)
+    http_metrics = HttpMetrics(container.get_service_stats())
     if workers is not None:
         # The worker threads report to the container's job metrics: their series go out on
         # /metrics beside the API's (an API without workers has no jobs to count).
         http_metrics.include(container.job_metrics())
-    readiness = ReadinessChecks.for_ports(
-        container.unit_of_work, container.blob_storage(), container.url_cache()
-    )
+    readiness = ReadinessChecks.for_use_case(container.check_readiness())
     rate_limits = RateLimitGuard(
         container.rate_limiter(),
         {

@@ -6,7 +6,8 @@
   number of series stays bounded;
 - ``imgproc_images{status}``: images by job status (originals are READY);
 - ``imgproc_queue_depth``: jobs waiting in the queue table (or outbox);
-- ``imgproc_metrics_source_up``: 0 when the database could not be read for the two above;
+- ``imgproc_metrics_source_up``: 0 when the database could not be read for the two above
+  (both come from the ``GetServiceStats`` use case, which ``imgproc stats`` shows too);
 - with worker threads (the embedded profile), the job series of the container's job metrics:
   ``imgproc_jobs_total{outcome}``, ``imgproc_job_duration_seconds{format}``,
   ``imgproc_jobs_running``, ``imgproc_dead_letters_total{code}``.
@@ -28,7 +29,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from imgproc_core.domain import JobStatus
-from imgproc_core.ports import UnitOfWorkFactory
+from imgproc_core.use_cases import GetServiceStats, ServiceStatsQuery
 
 logger = logging.getLogger(__name__)
 
@@ -39,28 +40,27 @@ LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.
 class JobsCollector(Collector):
     """Reads job counts from the database at scrape time."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
-        self._uow_factory = uow_factory
+    def __init__(self, get_service_stats: GetServiceStats) -> None:
+        self._get_service_stats = get_service_stats
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily(
             "imgproc_metrics_source_up", "Whether the job counts could be read from the database"
         )
         try:
-            with self._uow_factory() as uow:
-                by_status = uow.images.count_by_status()
-                depth = uow.jobs.pending_count()
+            stats = self._get_service_stats(ServiceStatsQuery())
         except Exception:
             logger.warning("metrics: cannot read job counts", exc_info=True)
             up.add_metric([], 0)
             yield up
             return
         images = GaugeMetricFamily("imgproc_images", "Images by job status", labels=["status"])
+        by_status = stats.images_by_status
         for status in JobStatus:
-            images.add_metric([status.value], by_status.get(status, 0))
+            images.add_metric([status.value], by_status[status])
         yield images
         queue = GaugeMetricFamily("imgproc_queue_depth", "Jobs waiting in the queue")
-        queue.add_metric([], depth)
+        queue.add_metric([], stats.queued_jobs)
         yield queue
         up.add_metric([], 1)
         yield up
@@ -69,7 +69,7 @@ class JobsCollector(Collector):
 class HttpMetrics:
     """The app's registry and request metrics; :meth:`middleware` records every request."""
 
-    def __init__(self, uow_factory: UnitOfWorkFactory | None = None) -> None:
+    def __init__(self, get_service_stats: GetServiceStats | None = None) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         labels = ("route", "method", "status")
         self.requests = Counter(
@@ -85,8 +85,8 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        if uow_factory is not None:
-            self.registry.register(JobsCollector(uow_factory))
+        if get_service_stats is not None:
+            self.registry.register(JobsCollector(get_service_stats))
         #: The labelled series of each (route, method, status) seen, looked up once: the
         #: client's own lookup takes a lock and checks the labels on every call.
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

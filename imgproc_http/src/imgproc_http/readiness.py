@@ -1,4 +1,5 @@
-"""Readiness: can the service do its work right now? Each dependency gets one cheap question.
+"""Readiness: can the service do its work right now? Each dependency gets one cheap question,
+asked through the ``CheckReadiness`` use case:
 
 - ``database`` and ``queue``: counting the queued jobs is one indexed query on the database,
   which also holds the queue table (or the outbox, in the production profile);
@@ -15,6 +16,7 @@ answer in time counts as failing.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Mapping
 from typing import Final
@@ -22,13 +24,18 @@ from typing import Final
 import anyio
 import anyio.to_thread
 
-from imgproc_core.ports import BlobStorage, UnitOfWorkFactory, UrlCache
+from imgproc_core.use_cases import CheckReadiness, Dependency, ReadinessQuery
 
 logger = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_SECONDS: Final = 2.0
-#: A key that never holds a blob; asking for it touches the storage and nothing else.
-PROBE_KEY: Final = "readiness-probe/none"
+#: What each name in the answer asks; the queue lives in the database.
+CHECKED: Final = {
+    "database": Dependency.DATABASE,
+    "queue": Dependency.DATABASE,
+    "storage": Dependency.STORAGE,
+    "cache": Dependency.CACHE,
+}
 
 
 class ReadinessChecks:
@@ -44,20 +51,11 @@ class ReadinessChecks:
         self.optional = optional
 
     @classmethod
-    def for_ports(
-        cls, uow_factory: UnitOfWorkFactory, storage: BlobStorage, cache: UrlCache
-    ) -> ReadinessChecks:
-        def database() -> object:
-            with uow_factory() as uow:
-                return uow.jobs.pending_count()
-
+    def for_use_case(cls, check: CheckReadiness) -> ReadinessChecks:
+        # One probe per dependency, shared by the names that ask it.
+        probes = {each: functools.partial(check, ReadinessQuery(each)) for each in Dependency}
         return cls(
-            {
-                "database": database,
-                "queue": database,
-                "storage": lambda: storage.exists(PROBE_KEY),
-                "cache": lambda: cache.get(PROBE_KEY),
-            },
+            {name: probes[dependency] for name, dependency in CHECKED.items()},
             optional=frozenset({"cache"}),
         )
 

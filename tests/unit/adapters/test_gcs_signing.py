@@ -27,13 +27,13 @@ from google.auth.exceptions import TransportError
 from google.cloud.storage import _signing
 
 from imgproc_core.adapters.gcs import (
-    MAX_URL_TTL_SECONDS,
     CredentialsUrlSigning,
     GcsBlobStorage,
     inline_disposition,
 )
 from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.domain.errors import DependencyUnavailable
+from imgproc_core.ports.storage import MAX_URL_TTL_SECONDS
 from tests.support.gcs import ServiceAccountKey, write_service_account_key
 
 BUCKET = "imgproc-blobs"

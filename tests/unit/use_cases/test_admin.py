@@ -506,3 +506,12 @@ def test_stats_count_users_images_bytes_and_jobs(
     }
     # The failed job and the pending one are still in the queue: nothing acknowledged them.
     assert stats.queued_jobs == 2
+    # Every image by status, as the API's /metrics exports them: the originals are READY.
+    assert stats.images_by_status == {
+        JobStatus.PENDING: 1,
+        JobStatus.PROCESSING: 0,
+        JobStatus.READY: 3,
+        JobStatus.FAILED: 1,
+    }
+    with uow_factory() as uow:
+        assert stats.images_by_status == uow.images.count_by_status()

@@ -39,6 +39,7 @@ from imgproc_core.use_cases import (
     GetDownloadUrl,
     GetImageMetadata,
     ImageQuery,
+    ImageRemoval,
     ListImages,
     ListImagesQuery,
     ProcessTransformJob,
@@ -74,6 +75,22 @@ class BrokenDeletes(InMemoryBlobStorage):
 
     def delete_prefix(self, prefix: str) -> int:
         raise DependencyUnavailable("storage is down", "storage")
+
+
+class RecordingStorage(InMemoryBlobStorage):
+    """Notes every removal it is asked for."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        super().__init__(clock=clock)
+        self.removals: list[str] = []
+
+    def delete(self, key: str) -> None:
+        self.removals.append(key)
+        super().delete(key)
+
+    def delete_prefix(self, prefix: str) -> int:
+        self.removals.append(prefix)
+        return super().delete_prefix(prefix)
 
 
 class DownCache:
@@ -691,6 +708,38 @@ def test_deleting_an_original_takes_its_derivatives_blobs_and_urls(
     assert stored_image(uow_factory, bobs.id) == bobs
     assert cached_keys(cache, alice, other) != [None]
     assert cached_keys(cache, bob, bobs) != [None]
+
+
+def test_an_original_and_its_derivatives_go_in_one_folder_removal(
+    uow_factory: UnitOfWorkFactory, storage: InMemoryBlobStorage, world: dict[str, Any]
+) -> None:
+    original, rendered, pending = world["original"], world["rendered"], world["pending"]
+    recording = RecordingStorage(ManualClock())
+    removal = ImageRemoval(recording, InMemoryUrlCache(ManualClock()))
+    with uow_factory() as uow:
+        removed = removal.delete_rows(uow.images, [original, rendered])
+        uow.commit()
+
+    # Each once, derivatives first, whether chosen or found through their original.
+    assert sorted(image.id for image in removed[:2]) == sorted([rendered.id, pending.id])
+    assert removed[2].id == original.id
+    assert removal.remove_files(removed) == 0
+    assert recording.removals == [f"{original.user_id}/{original.id}/", original.storage_key]
+
+
+def test_removal_failures_after_the_commit_are_counted(
+    uow_factory: UnitOfWorkFactory, world: dict[str, Any], clock: ManualClock
+) -> None:
+    original, rendered = world["original"], world["rendered"]
+    removal = ImageRemoval(BrokenDeletes(clock=clock), DownCache())
+    with uow_factory() as uow:
+        removed = removal.delete_rows(uow.images, [rendered])
+        uow.commit()
+
+    # The derivative's cache entry and its blob; its original and sibling are left.
+    assert [image.id for image in removed] == [rendered.id]
+    assert removal.remove_files(removed) == 2
+    assert stored_image(uow_factory, original.id) == original
 
 
 def test_deleting_a_derivative_leaves_the_original_and_its_siblings(

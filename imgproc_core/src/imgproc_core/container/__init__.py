@@ -44,6 +44,7 @@ from imgproc_core.ports import (
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
+    CheckReadiness,
     DeleteImage,
     DisableUser,
     GetDownloadUrl,
@@ -328,6 +329,9 @@ class Container(containers.DeclarativeContainer):
         RetryFailedJobs, uow_factory=unit_of_work.provider, clock=clock
     )
     get_service_stats = providers.Singleton(GetServiceStats, uow_factory=unit_of_work.provider)
+    check_readiness = providers.Singleton(
+        CheckReadiness, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+    )
 
 
 def build_container(

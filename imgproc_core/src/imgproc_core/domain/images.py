@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final, Generic, TypeVar
 
-from imgproc_core.domain.errors import InvalidStateTransition
+from imgproc_core.domain.errors import InvalidPagination, InvalidStateTransition
 from imgproc_core.domain.formats import EXTENSIONS
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.transformations import Transformation
@@ -85,6 +85,19 @@ class Page(Generic[T]):
     page: int
     limit: int
     total: int
+
+
+def page_offset(page: int, limit: int, max_limit: int) -> int:
+    """Where page ``page`` (counted from 1) of ``limit`` items starts.
+
+    Every listing checks its paging here, each with its own bound: :class:`InvalidPagination`,
+    naming the field, for a page below 1 or a limit outside 1 to ``max_limit``.
+    """
+    if page < 1:
+        raise InvalidPagination("page starts at 1", "page")
+    if not 1 <= limit <= max_limit:
+        raise InvalidPagination(f"limit is between 1 and {max_limit}", "limit")
+    return (page - 1) * limit
 
 
 def sanitize_filename(name: str | None, fmt: str) -> str:

@@ -20,9 +20,16 @@ from imgproc_core.ports.persistence import (
     UnitOfWorkFactory,
     UserRepository,
 )
-from imgproc_core.ports.storage import BlobStorage, SignedBlobFiles, SignedUrl
+from imgproc_core.ports.storage import (
+    MAX_URL_TTL_SECONDS,
+    BlobStorage,
+    SignedBlobFiles,
+    SignedUrl,
+    check_signed_url,
+)
 
 __all__ = [
+    "MAX_URL_TTL_SECONDS",
     "AccessToken",
     "BlobStorage",
     "Clock",
@@ -48,4 +55,5 @@ __all__ = [
     "UnitOfWorkFactory",
     "UrlCache",
     "UserRepository",
+    "check_signed_url",
 ]

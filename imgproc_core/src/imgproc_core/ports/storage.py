@@ -3,7 +3,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
+
+#: The longest a signed URL may live: the bound of Google Cloud Storage's V4 URLs, which every
+#: blob storage applies, so that a lifetime one accepts is accepted by all.
+MAX_URL_TTL_SECONDS: Final = 7 * 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +41,9 @@ class BlobStorage(Protocol):
     def signed_url(
         self, key: str, expires_in_seconds: int, *, filename: str | None = None
     ) -> SignedUrl:
-        """A URL that reads ``key`` until it expires, with no other credential."""
+        """A URL that reads ``key`` for ``expires_in_seconds`` (1 to
+        :data:`MAX_URL_TTL_SECONDS`), with no other credential; ``filename`` (empty means none)
+        names the download. Adapters check the arguments with :func:`check_signed_url`."""
         ...
 
 
@@ -54,3 +60,20 @@ class SignedBlobFiles(Protocol):
         """The file that holds ``key`` (which may not exist); ``ValueError`` for a key that
         cannot be one."""
         ...
+
+
+def check_signed_url(expires_in_seconds: int, filename: str | None = None) -> str | None:
+    """The arguments of :meth:`BlobStorage.signed_url`, checked as every adapter checks them:
+    ``ValueError`` for a lifetime that is not an ``int`` from 1 to :data:`MAX_URL_TTL_SECONDS`
+    or a filename that is not text. Returns the download name, ``None`` when there is none (an
+    empty name is none)."""
+    if isinstance(expires_in_seconds, bool) or not isinstance(expires_in_seconds, int):
+        raise ValueError(f"expires_in_seconds must be an int, not {expires_in_seconds!r}")
+    if not 1 <= expires_in_seconds <= MAX_URL_TTL_SECONDS:
+        raise ValueError(
+            f"expires_in_seconds must be between 1 and {MAX_URL_TTL_SECONDS}, "
+            f"not {expires_in_seconds}"
+        )
+    if filename is not None and not isinstance(filename, str):
+        raise ValueError(f"filename must be text or None, not {filename!r}")
+    return filename or None

@@ -43,6 +43,7 @@ from imgproc_core.use_cases.images import (
     GetDownloadUrl,
     GetImageMetadata,
     ImageQuery,
+    ImageRemoval,
     ListImages,
     ListImagesQuery,
     UploadImage,
@@ -62,6 +63,14 @@ from imgproc_core.use_cases.job_runner import (
     RunJobCommand,
     Sleep,
 )
+from imgproc_core.use_cases.pipeline import (
+    RenderPlan,
+    admit_original,
+    plan_render,
+    render,
+    render_original,
+)
+from imgproc_core.use_cases.readiness import CheckReadiness, Dependency, ReadinessQuery
 from imgproc_core.use_cases.relay import GetOutboxBacklog, OutboxBacklog, RelayOutbox
 from imgproc_core.use_cases.retry_policy import (
     MAX_BACKOFF_SECONDS,
@@ -93,8 +102,10 @@ __all__ = [
     "AuthenticateCommand",
     "AuthenticatedUser",
     "Backoff",
+    "CheckReadiness",
     "Decision",
     "DeleteImage",
+    "Dependency",
     "DisableUser",
     "DisableUserCommand",
     "Download",
@@ -106,6 +117,7 @@ __all__ = [
     "GiveUpJob",
     "GiveUpJobCommand",
     "ImageQuery",
+    "ImageRemoval",
     "JobOutcome",
     "JobOutcomeStatus",
     "JobPolicy",
@@ -128,9 +140,11 @@ __all__ = [
     "PurgeReport",
     "PurgeUserImages",
     "PurgeUserImagesCommand",
+    "ReadinessQuery",
     "RegisterUser",
     "RegisterUserCommand",
     "RelayOutbox",
+    "RenderPlan",
     "RequestTransform",
     "RequestTransformCommand",
     "RetryFailedJobs",
@@ -148,10 +162,14 @@ __all__ = [
     "UploadImage",
     "UploadImageCommand",
     "UserImagesQuery",
+    "admit_original",
     "classify",
     "derived_filename",
     "describe_error",
     "download_cache_key",
     "owned_image",
+    "plan_render",
+    "render",
+    "render_original",
     "user_named",
 ]

@@ -8,18 +8,16 @@ profile: the queue table and the production profile's outbox are both ``uow.jobs
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
 from imgproc_core.domain.errors import (
-    InvalidPagination,
     InvalidStateTransition,
     InvalidUsername,
     JobNotFound,
     UserNotFound,
 )
-from imgproc_core.domain.images import Image, Page, derivative_prefix
+from imgproc_core.domain.images import Image, Page, page_offset
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.users import User, normalize_username
 from imgproc_core.ports import (
@@ -31,7 +29,7 @@ from imgproc_core.ports import (
     UrlCache,
     UserRepository,
 )
-from imgproc_core.use_cases.images import download_cache_key
+from imgproc_core.use_cases.images import ImageRemoval
 
 __all__ = [
     "ADMIN_PAGE_LIMIT",
@@ -78,14 +76,6 @@ def user_named(users: UserRepository, username: str) -> User:
     return user
 
 
-def _offset(page: int, limit: int) -> int:
-    if page < 1:
-        raise InvalidPagination("page starts at 1", "page")
-    if not 1 <= limit <= ADMIN_PAGE_LIMIT:
-        raise InvalidPagination(f"limit is between 1 and {ADMIN_PAGE_LIMIT}", "limit")
-    return (page - 1) * limit
-
-
 # -- accounts ------------------------------------------------------------------------------------
 
 
@@ -102,7 +92,7 @@ class ListUsers:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListUsersQuery) -> Page[User]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             users = uow.users.list(offset=offset, limit=query.limit)
             total = uow.users.count()
@@ -158,7 +148,7 @@ class ListUserImages:
         self._uow_factory = uow_factory
 
     def __call__(self, query: UserImagesQuery) -> Page[Image]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             user = user_named(uow.users, query.username)
             items, total = uow.images.list_for_user(user.id, offset=offset, limit=query.limit)
@@ -186,12 +176,12 @@ class PurgeUserImages:
     """Delete every image of one user, originals and derivatives, rows and blobs; the account
     stays.
 
-    It goes through the images a batch at a time, the way :class:`DeleteImage` deletes one:
-    each batch's rows (an original's derivatives with it) go in one transaction, then their
-    blobs, so no row is ever left pointing at missing bytes. A blob that cannot be removed
-    after its row is gone is logged and counted in :attr:`PurgeReport.blobs_left`; it is
-    unreachable and lies under the user's prefix. Images uploaded while the purge runs may be
-    purged too.
+    It goes through the images a batch at a time, with the :class:`ImageRemoval` that
+    ``DeleteImage`` deletes one with: each batch's rows (an original's derivatives with it) go
+    in one transaction, then their blobs, so no row is ever left pointing at missing bytes. A
+    blob (or cache entry) that cannot be removed after its row is gone is logged and counted in
+    :attr:`PurgeReport.blobs_left`; it is unreachable and lies under the user's prefix. Images
+    uploaded while the purge runs may be purged too.
     """
 
     def __init__(
@@ -204,8 +194,7 @@ class PurgeUserImages:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._uow_factory = uow_factory
-        self._storage = storage
-        self._cache = cache
+        self._removal = ImageRemoval(storage, cache)
         self._batch_size = batch_size
 
     def __call__(self, command: PurgeUserImagesCommand) -> PurgeReport:
@@ -213,8 +202,8 @@ class PurgeUserImages:
             user = user_named(uow.users, command.username)
         originals = derived = size_bytes = blobs_left = 0
         while removed := self._delete_rows(user.id):
+            blobs_left += self._removal.remove_files(removed)
             for image in removed:
-                blobs_left += self._delete_blobs(image)
                 size_bytes += image.size_bytes
                 if image.is_transformed:
                     derived += 1
@@ -231,33 +220,9 @@ class PurgeUserImages:
     def _delete_rows(self, user_id: str) -> list[Image]:
         with self._uow_factory() as uow:
             batch, _ = uow.images.list_for_user(user_id, offset=0, limit=self._batch_size)
-            removed = {image.id: image for image in batch}
-            for image in batch:
-                if not image.is_transformed:
-                    for each in uow.images.list_derivatives(image.id):
-                        removed.setdefault(each.id, each)
-            # Derivatives before their originals, which a database may cascade to them.
-            ordered = sorted(removed.values(), key=lambda image: not image.is_transformed)
-            for image in ordered:
-                uow.images.delete(image.id)
+            removed = self._removal.delete_rows(uow.images, batch)
             uow.commit()
-        return ordered
-
-    def _delete_blobs(self, image: Image) -> int:
-        failures = self._quietly(self._cache.delete, download_cache_key(image.user_id, image.id))
-        if not image.is_transformed:
-            prefix = derivative_prefix(image.user_id, image.id)
-            failures += self._quietly(self._storage.delete_prefix, prefix)
-        return failures + self._quietly(self._storage.delete, image.storage_key)
-
-    @staticmethod
-    def _quietly(remove: Callable[[str], object], key: str) -> int:
-        try:
-            remove(key)
-        except Exception:
-            logger.exception("could not remove %s of a purged image", key)
-            return 1
-        return 0
+        return removed
 
 
 # -- jobs ----------------------------------------------------------------------------------------
@@ -278,7 +243,7 @@ class ListJobs:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListJobsQuery) -> Page[Image]:
-        offset = _offset(query.page, query.limit)
+        offset = page_offset(query.page, query.limit, ADMIN_PAGE_LIMIT)
         with self._uow_factory() as uow:
             items = uow.images.list_derived(status=query.status, offset=offset, limit=query.limit)
             totals = uow.images.totals()
@@ -395,9 +360,18 @@ class ServiceStats:
     #: Jobs in the queue table (the outbox, in the production profile), leased or not.
     queued_jobs: int
 
+    @property
+    def images_by_status(self) -> dict[JobStatus, int]:
+        """Every image by status, originals (always READY) and derived ones alike; every
+        status is a key."""
+        counts = {status: self.images.derived_by_status.get(status, 0) for status in JobStatus}
+        counts[JobStatus.READY] += self.images.originals
+        return counts
+
 
 class GetServiceStats:
-    """Accounts, images, their bytes and the jobs by status, read in one transaction."""
+    """Accounts, images, their bytes and the jobs by status, read in one transaction: what an
+    operator's ``imgproc stats`` shows and what the API's ``/metrics`` exports."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
         self._uow_factory = uow_factory

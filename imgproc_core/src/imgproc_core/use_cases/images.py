@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
@@ -14,14 +14,13 @@ from imgproc_core.domain.errors import (
     ImageNotFound,
     ImageNotReady,
     ImageProcessingFailed,
-    ImageTooLarge,
-    InvalidPagination,
 )
 from imgproc_core.domain.images import (
     Image,
     Page,
     derivative_prefix,
     original_key,
+    page_offset,
     sanitize_filename,
 )
 from imgproc_core.domain.jobs import JobStatus
@@ -34,6 +33,7 @@ from imgproc_core.ports import (
     UnitOfWorkFactory,
     UrlCache,
 )
+from imgproc_core.use_cases.pipeline import admit_original
 
 __all__ = [
     "MAX_PAGE_LIMIT",
@@ -42,6 +42,7 @@ __all__ = [
     "GetDownloadUrl",
     "GetImageMetadata",
     "ImageQuery",
+    "ImageRemoval",
     "ListImages",
     "ListImagesQuery",
     "UploadImage",
@@ -107,8 +108,9 @@ def download_cache_key(user_id: str, image_id: str) -> str:
 class UploadImage:
     """Store an original image and record it.
 
-    The bytes are checked (size, then type, pixels, frames and integrity by the codec) before
-    anything is written. The blob is written first and the row second, so a row never points
+    The bytes are checked (size, then type, pixels, frames and integrity by the codec: the
+    render pipeline's first step, :func:`~imgproc_core.use_cases.pipeline.admit_original`)
+    before anything is written. The blob is written first and the row second, so a row never points
     at missing bytes; if the row cannot be written, the blob is removed again.
     """
 
@@ -127,10 +129,7 @@ class UploadImage:
         self._limits = limits
 
     def __call__(self, command: UploadImageCommand) -> Image:
-        limit = self._limits.max_upload_bytes
-        if len(command.data) > limit:
-            raise ImageTooLarge(f"an upload is at most {limit} bytes", limit_bytes=limit)
-        info = self._codec.probe(command.data, self._limits)
+        info = admit_original(command.data, self._codec, self._limits)
         image_id = uuid.uuid4().hex
         now = self._clock.now()
         image = Image(
@@ -175,14 +174,9 @@ class ListImages:
         self._uow_factory = uow_factory
 
     def __call__(self, query: ListImagesQuery) -> Page[Image]:
-        if query.page < 1:
-            raise InvalidPagination("page starts at 1", "page")
-        if not 1 <= query.limit <= MAX_PAGE_LIMIT:
-            raise InvalidPagination(f"limit is between 1 and {MAX_PAGE_LIMIT}", "limit")
+        offset = page_offset(query.page, query.limit, MAX_PAGE_LIMIT)
         with self._uow_factory() as uow:
-            items, total = uow.images.list_for_user(
-                query.user_id, offset=(query.page - 1) * query.limit, limit=query.limit
-            )
+            items, total = uow.images.list_for_user(query.user_id, offset=offset, limit=query.limit)
         return Page(items=list(items), page=query.page, limit=query.limit, total=total)
 
 
@@ -304,41 +298,82 @@ class GetDownloadUrl:
         raise ImageNotFound(f"no image {query.image_id!r}")
 
 
+class ImageRemoval:
+    """How images leave the service, for :class:`DeleteImage` and ``PurgeUserImages`` alike.
+
+    Rows go first, in the caller's transaction: :meth:`delete_rows` takes the chosen images and
+    every derivative of the originals among them. Once the caller has committed,
+    :meth:`remove_files` removes their URL cache entries and then their blobs. If removing one
+    fails, what is left is an unreachable blob (wasted space, found under the user's prefix) or
+    a cache entry that expires by itself, never a row that lists an image whose bytes are gone.
+    Those failures are logged and counted rather than raised: the images are deleted for every
+    reader by then.
+    """
+
+    def __init__(self, storage: BlobStorage, cache: UrlCache) -> None:
+        self._storage = storage
+        self._cache = cache
+
+    @staticmethod
+    def delete_rows(images: ImageRepository, chosen: Iterable[Image]) -> list[Image]:
+        """Delete the rows of ``chosen`` and of the derivatives of its originals; the images
+        deleted, each once, derivatives first (a database may cascade an original's deletion
+        to them)."""
+        removed: dict[str, Image] = {}
+        for image in chosen:
+            removed.setdefault(image.id, image)
+            if not image.is_transformed:
+                for each in images.list_derivatives(image.id):
+                    removed.setdefault(each.id, each)
+        ordered = sorted(removed.values(), key=lambda image: not image.is_transformed)
+        for image in ordered:
+            images.delete(image.id)
+        return ordered
+
+    def remove_files(self, removed: Sequence[Image]) -> int:
+        """Remove the cache entries and blobs of images whose rows are gone; how many removals
+        failed (each logged)."""
+        failures = 0
+        for image in removed:
+            failures += self._quietly(
+                self._cache.delete, download_cache_key(image.user_id, image.id)
+            )
+        originals = {image.id for image in removed if not image.is_transformed}
+        for image in removed:
+            if image.source_id in originals:
+                continue  # In its original's folder, which goes whole.
+            if not image.is_transformed:
+                prefix = derivative_prefix(image.user_id, image.id)
+                failures += self._quietly(self._storage.delete_prefix, prefix)
+            failures += self._quietly(self._storage.delete, image.storage_key)
+        return failures
+
+    @staticmethod
+    def _quietly(remove: Callable[[str], object], key: str) -> int:
+        try:
+            remove(key)
+        except Exception:
+            logger.exception("could not remove %s of a deleted image", key)
+            return 1
+        return 0
+
+
 class DeleteImage:
     """Delete one of the caller's images; an original takes all its derivatives with it.
 
-    Rows go first, in one transaction, and blobs after. If removing a blob fails after the
-    commit, what is left is an unreachable blob (wasted space, found under the user's prefix),
-    never a row that lists an image whose bytes are gone. Blob and cache failures past the
-    commit are logged rather than raised: the image is deleted for every reader by then.
+    Rows go first, in one transaction, and blobs after, as :class:`ImageRemoval` removes them:
+    a failure past the commit leaves an unreachable blob, never a row without its bytes.
     """
 
     def __init__(
         self, uow_factory: UnitOfWorkFactory, storage: BlobStorage, cache: UrlCache
     ) -> None:
         self._uow_factory = uow_factory
-        self._storage = storage
-        self._cache = cache
+        self._removal = ImageRemoval(storage, cache)
 
     def __call__(self, query: ImageQuery) -> None:
         with self._uow_factory() as uow:
             image = owned_image(uow.images, query.user_id, query.image_id)
-            removed = [image]
-            if not image.is_transformed:
-                removed.extend(uow.images.list_derivatives(image.id))
-            for each in removed:
-                uow.images.delete(each.id)
+            removed = self._removal.delete_rows(uow.images, [image])
             uow.commit()
-        for each in removed:
-            self._quietly(self._cache.delete, download_cache_key(each.user_id, each.id))
-        if not image.is_transformed:
-            # Every derivative lives under its original's prefix: one call removes them all.
-            self._quietly(self._storage.delete_prefix, derivative_prefix(image.user_id, image.id))
-        self._quietly(self._storage.delete, image.storage_key)
-
-    @staticmethod
-    def _quietly(remove: Callable[[str], object], key: str) -> None:
-        try:
-            remove(key)
-        except Exception:
-            logger.exception("could not remove %s of a deleted image", key)
+        self._removal.remove_files(removed)

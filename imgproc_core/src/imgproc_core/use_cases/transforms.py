@@ -18,7 +18,7 @@ from imgproc_core.domain.formats import ANIMATED_FORMATS, EXTENSIONS, MEDIA_TYPE
 from imgproc_core.domain.images import Image, derivative_key, sanitize_filename
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.limits import Limits
-from imgproc_core.domain.transformations import Transformation, derived_image_id, output_size
+from imgproc_core.domain.transformations import Transformation, derived_image_id
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
@@ -28,6 +28,7 @@ from imgproc_core.ports import (
     UnitOfWorkFactory,
 )
 from imgproc_core.use_cases.images import owned_image
+from imgproc_core.use_cases.pipeline import RenderPlan, plan_render, render
 
 __all__ = [
     "JobOutcome",
@@ -83,9 +84,9 @@ class RequestTransform:
     derivatives would live outside the original's folder and outlive its deletion. Asking to
     transform a derivative is refused with :class:`InvalidTransformation`.
 
-    Everything that can be known from the source's recorded size is checked now (crop inside
-    the source, output within the limits, a watermark image of the caller's own), so a job only
-    fails for what the bytes alone reveal.
+    Everything that can be known from the source's recorded size is checked now (the render
+    pipeline's plan: crop inside the source, output within the limits; and a watermark image of
+    the caller's own), so a job only fails for what the bytes alone reveal.
 
     The derived image's id is a hash of the source id and the resolved transformation, which
     makes the request idempotent: asking again returns the same entry, unchanged, and queues
@@ -110,16 +111,19 @@ class RequestTransform:
                         f"image {source.id} is a derived image; transform its original "
                         f"{source.source_id} instead"
                     )
-                transformation = command.transformation.resolved(source.format)
-                width, height = output_size(
-                    source.width, source.height, transformation, self._limits
+                plan = plan_render(
+                    command.transformation,
+                    source_format=source.format,
+                    width=source.width,
+                    height=source.height,
+                    limits=self._limits,
                 )
-                self._check_watermark(uow.images, command.user_id, transformation)
-                image_id = derived_image_id(source.id, transformation)
+                self._check_watermark(uow.images, command.user_id, plan.transformation)
+                image_id = derived_image_id(source.id, plan.transformation)
                 existing = uow.images.get(image_id)
                 if existing is not None:
                     return existing
-                image = self._derived(source, image_id, transformation, width, height)
+                image = self._derived(source, image_id, plan)
                 uow.images.add(image)
                 uow.jobs.enqueue(
                     TransformJob(image_id=image.id, source_id=source.id, user_id=source.user_id)
@@ -154,15 +158,8 @@ class RequestTransform:
                 "watermark.image_id",
             )
 
-    def _derived(
-        self,
-        source: Image,
-        image_id: str,
-        transformation: Transformation,
-        width: int,
-        height: int,
-    ) -> Image:
-        fmt = transformation.output_format
+    def _derived(self, source: Image, image_id: str, plan: RenderPlan) -> Image:
+        fmt = plan.transformation.output_format
         now = self._clock.now()
         return Image(
             id=image_id,
@@ -172,14 +169,14 @@ class RequestTransform:
             mimetype=MEDIA_TYPES[fmt],
             format=fmt,
             size_bytes=0,
-            width=width,
-            height=height,
+            width=plan.width,
+            height=plan.height,
             frames=source.frames if fmt in ANIMATED_FORMATS else 1,
             status=JobStatus.PENDING,
             created_at=now,
             updated_at=now,
             source_id=source.id,
-            transformation=transformation,
+            transformation=plan.transformation,
         )
 
 
@@ -297,7 +294,7 @@ class ProcessTransformJob:
                 watermark = self._storage.get(work.watermark_key)
             except BlobNotFound:
                 raise _MissingDataError("the watermark image's data is missing") from None
-        return self._codec.transform(data, work.transformation, self._limits, watermark=watermark)
+        return render(self._codec, data, work.transformation, self._limits, watermark=watermark)
 
     def _finish(self, job: TransformJob, work: _Work, encoded: EncodedImage) -> JobOutcome:
         now = self._clock.now()

@@ -4,7 +4,6 @@ Needs the ``gcs`` extra (google-cloud-storage); nothing else in the core imports
 """
 
 from imgproc_core.adapters.gcs.signing import (
-    MAX_URL_TTL_SECONDS,
     CredentialsUrlSigning,
     EmulatorDownloadUrls,
     GcsUrlSigning,
@@ -13,7 +12,6 @@ from imgproc_core.adapters.gcs.signing import (
 from imgproc_core.adapters.gcs.storage import GcsBlobStorage
 
 __all__ = [
-    "MAX_URL_TTL_SECONDS",
     "CredentialsUrlSigning",
     "EmulatorDownloadUrls",
     "GcsBlobStorage",

@@ -30,8 +30,6 @@ from google.cloud.storage import _signing
 
 from imgproc_core.domain.errors import DependencyUnavailable
 
-#: The longest a V4 signed URL may live.
-MAX_URL_TTL_SECONDS: Final = 7 * 24 * 3600
 GCS_ENDPOINT: Final = "https://storage.googleapis.com"
 GOOGLE_UNIVERSE: Final = "googleapis.com"
 

@@ -42,7 +42,6 @@ from google.oauth2 import service_account
 from imgproc_core.adapters.blob_keys import key_segments, prefix_segments
 from imgproc_core.adapters.gcs.errors import storage_errors
 from imgproc_core.adapters.gcs.signing import (
-    MAX_URL_TTL_SECONDS,
     CredentialsUrlSigning,
     EmulatorDownloadUrls,
     GcsUrlSigning,
@@ -50,7 +49,7 @@ from imgproc_core.adapters.gcs.signing import (
 )
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.storage import SignedUrl
+from imgproc_core.ports.storage import SignedUrl, check_signed_url
 
 #: Reads, writes and signs; the narrower ``devstorage`` scopes do not cover ``signBlob``.
 _SCOPES: Final = ("https://www.googleapis.com/auth/cloud-platform",)
@@ -177,16 +176,10 @@ class GcsBlobStorage:
     def signed_url(
         self, key: str, expires_in_seconds: int, *, filename: str | None = None
     ) -> SignedUrl:
-        """A V4 URL valid from the clock's current second for ``expires_in_seconds`` (1 to
-        604800); ``filename`` (empty means none) names the download."""
+        """A V4 URL valid from the clock's current second for ``expires_in_seconds`` (the
+        port's bound, which is V4's); ``filename`` (empty means none) names the download."""
         key_segments(key)
-        if isinstance(expires_in_seconds, bool) or not isinstance(expires_in_seconds, int):
-            raise ValueError(f"expires_in_seconds must be an int, not {expires_in_seconds!r}")
-        if not 1 <= expires_in_seconds <= MAX_URL_TTL_SECONDS:
-            raise ValueError(
-                f"expires_in_seconds must be between 1 and {MAX_URL_TTL_SECONDS}, "
-                f"not {expires_in_seconds}"
-            )
+        filename = check_signed_url(expires_in_seconds, filename)
         # V4 URLs are dated to the second; the URL stops working exactly at ``expires_at``.
         issued_at = self._clock.now().astimezone(UTC).replace(microsecond=0)
         signing = self._url_signing()
@@ -196,7 +189,7 @@ class GcsBlobStorage:
                 key,
                 issued_at=issued_at,
                 expires_in_seconds=expires_in_seconds,
-                disposition=inline_disposition(filename) if filename else None,
+                disposition=None if filename is None else inline_disposition(filename),
             )
         return SignedUrl(url=url, expires_at=issued_at + timedelta(seconds=expires_in_seconds))
 

@@ -35,10 +35,7 @@ from imgproc_core.adapters.blob_keys import is_valid_segment, key_segments, pref
 from imgproc_core.adapters.local.signing import UrlSigner
 from imgproc_core.domain.errors import BlobNotFound, Conflict, DependencyUnavailable
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.storage import SignedUrl
-
-#: The longest a signed URL may live; the same bound as Google Cloud Storage's V4 URLs.
-MAX_URL_TTL_SECONDS: Final = 7 * 24 * 3600
+from imgproc_core.ports.storage import SignedUrl, check_signed_url
 
 #: '~' is not allowed in keys, so a temporary file can never be taken for a blob, nor named.
 _TEMP_PREFIX: Final = ".~"
@@ -169,13 +166,7 @@ class LocalBlobStorage:
         """``{base_url}{route_prefix}/{key}?expires=..&signature=..[&filename=..]``. An empty
         filename is the same as none."""
         key_segments(key)
-        if isinstance(expires_in_seconds, bool) or not isinstance(expires_in_seconds, int):
-            raise ValueError(f"expires_in_seconds must be an int, not {expires_in_seconds!r}")
-        if not 1 <= expires_in_seconds <= MAX_URL_TTL_SECONDS:
-            raise ValueError(
-                f"expires_in_seconds must be between 1 and {MAX_URL_TTL_SECONDS}, "
-                f"not {expires_in_seconds}"
-            )
+        filename = check_signed_url(expires_in_seconds, filename)
         route = self._route(key)
         expires_at = self._clock.now() + timedelta(seconds=expires_in_seconds)
         # Rounded up, so the URL is valid at least until ``expires_at``, at most a second more.

@@ -4,32 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from datetime import UTC, datetime, timedelta
-from typing import Final
+from datetime import datetime, timedelta
 
+from imgproc_core.adapters.gcra import GcraRate, epoch_micros
 from imgproc_core.ports.cache import RateLimit, RateLimitDecision
 from imgproc_core.ports.clock import Clock
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
-_MICROS_PER_SECOND: Final = 1_000_000
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - _EPOCH) // _MICROSECOND
-
 
 class InMemoryRateLimiter:
-    """:class:`~imgproc_core.ports.RateLimiter` with the generic cell rate algorithm (GCRA).
-
-    Each ``(key, rate)`` keeps one number, its theoretical arrival time (TAT): the moment the
-    bucket would be empty again. A hit passes when, once counted, the TAT stays within one
-    window of now; ``limit`` hits may come at once, then one every ``window / limit``. A refused
-    hit changes nothing, so a client that keeps knocking is not locked out for longer.
-
-    Times are integers in units of ``1 / limit`` microsecond: the emission interval
-    ``window / limit`` is then a whole number of units, and exactly ``limit`` hits pass per
-    window without float rounding letting one more in or keeping the last one out.
+    """:class:`~imgproc_core.ports.RateLimiter` with the generic cell rate algorithm (GCRA) of
+    :mod:`imgproc_core.adapters.gcra`, each ``(key, rate)``'s theoretical arrival time (TAT)
+    kept in a dictionary, in the algorithm's units.
 
     A key whose TAT has passed holds no information (it behaves like a key never seen), so such
     keys are swept out; memory grows with the keys active within one window, not with every key
@@ -44,36 +29,18 @@ class InMemoryRateLimiter:
         self._next_sweep = sweep_threshold
 
     def hit(self, key: str, rate: RateLimit) -> RateLimitDecision:
-        limit = rate.limit
-        window_us = round(rate.window_seconds * _MICROS_PER_SECOND)
-        if limit < 1 or window_us < 1:
-            raise ValueError(f"a rate allows at least one hit per positive window, not {rate}")
-        interval = window_us
-        window = window_us * limit
-        state_key = (key, limit, window_us)
+        gcra = GcraRate.of(rate)
+        state_key = (key, gcra.limit, gcra.interval)
         with self._lock:
-            now = _micros(self._clock.now()) * limit
-            tat = max(self._tats.get(state_key, now), now)
-            new_tat = tat + interval
-            allow_at = new_tat - window
-            if now < allow_at:
-                return RateLimitDecision(
-                    allowed=False,
-                    limit=limit,
-                    remaining=0,
-                    reset_after=self._seconds(tat - now, limit),
-                    retry_after=self._seconds(allow_at - now, limit),
-                )
-            self._tats[state_key] = new_tat
-            if len(self._tats) >= self._next_sweep:
-                self._sweep(now // limit)
-        return RateLimitDecision(
-            allowed=True,
-            limit=limit,
-            remaining=(window - (new_tat - now)) // interval,
-            reset_after=self._seconds(new_tat - now, limit),
-            retry_after=0.0,
-        )
+            now_us = epoch_micros(self._clock.now())
+            now = gcra.units(now_us)
+            tat = self._tats.get(state_key)
+            hit = gcra.hit(0 if tat is None else tat - now)
+            if hit.ahead is not None:
+                self._tats[state_key] = now + hit.ahead
+                if len(self._tats) >= self._next_sweep:
+                    self._sweep(now_us)
+        return hit.decision
 
     def tracked_keys(self) -> int:
         """How many keys hold state (for tests and metrics; not part of the port)."""
@@ -85,11 +52,6 @@ class InMemoryRateLimiter:
         for state in idle:
             del self._tats[state]
         self._next_sweep = max(self._sweep_threshold, 2 * len(self._tats))
-
-    @staticmethod
-    def _seconds(units: int, limit: int) -> float:
-        # Rounded up to the microsecond: a client that waits exactly this long gets through.
-        return -(-units // limit) / _MICROS_PER_SECOND
 
 
 class InMemoryUrlCache:

@@ -10,7 +10,7 @@ from imgproc_core.adapters.blob_keys import key_segments, prefix_segments
 from imgproc_core.adapters.system import SystemClock
 from imgproc_core.domain.errors import BlobNotFound
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.storage import SignedUrl
+from imgproc_core.ports.storage import SignedUrl, check_signed_url
 
 
 def check_blob_key(key: str) -> str:
@@ -77,8 +77,7 @@ class InMemoryBlobStorage:
         self, key: str, expires_in_seconds: int, *, filename: str | None = None
     ) -> SignedUrl:
         check_blob_key(key)
-        if expires_in_seconds <= 0:
-            raise ValueError("a signed URL expires a positive number of seconds from now")
+        filename = check_signed_url(expires_in_seconds, filename)
         expires_at = self._clock.now() + timedelta(seconds=expires_in_seconds)
         query = {"expires": str(int(expires_at.timestamp()))}
         if filename is not None:
