@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.transformations import Transformation, parse_transformation
 from imgproc_core.ports.codec import EncodedImage
 from imgproc_core.testing import build_test_container, settings_for_tests
+from tests.support.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
@@ -126,21 +127,23 @@ def broken_codec() -> ScriptedImageCodec:
 def _hold(folder: Path) -> None:
     """Say so in ``folder`` (a file named by this pid), then wait for a file named ``release``."""
     (folder / str(os.getpid())).touch()
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while not (folder / "release").exists():
-        if time.monotonic() > give_up:
-            raise InvalidInput("the job was never released")
-        time.sleep(0.01)
+    wait_until(
+        (folder / "release").exists,
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message="the job was never released",
+    )
 
 
 def _meet(folder: Path, peers: int) -> None:
     """Wait until ``peers`` jobs, this one included, are running at the same time."""
     (folder / str(os.getpid())).touch()
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while len(list(folder.iterdir())) < peers:
-        if time.monotonic() > give_up:
-            raise InvalidInput(f"only {len(list(folder.iterdir()))} of {peers} jobs ran at once")
-        time.sleep(0.01)
+    wait_until(
+        lambda: len(list(folder.iterdir())) >= peers,
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message=lambda: f"only {len(list(folder.iterdir()))} of {peers} jobs ran at once",
+    )
 
 
 def script(**fields: Any) -> bytes:
@@ -182,12 +185,14 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_until_gone(pids: list[int] | tuple[int, ...]) -> list[int]:
-    """Wait until every pid has exited; return those still running when patience runs out."""
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while any(running(pid) for pid in pids) and time.monotonic() < give_up:
-        time.sleep(0.02)
-    return [pid for pid in pids if running(pid)]
+def wait_until_gone(pids: list[int] | tuple[int, ...]) -> None:
+    """Wait until every pid has exited; fails with those still running when patience runs out."""
+    wait_until(
+        lambda: not any(running(pid) for pid in pids),
+        timeout=PATIENCE_SECONDS,
+        interval=0.02,
+        message=lambda: f"still running: {[pid for pid in pids if running(pid)]}",
+    )
 
 
 @pytest.fixture
@@ -314,7 +319,7 @@ def test_a_job_past_the_time_limit_is_killed_and_the_pool_goes_on(make_pool: Any
 
     assert type(raised.value) is ProcessingTimeout
     assert "0.5 s" in str(raised.value)
-    assert wait_until_gone([first]) == []
+    wait_until_gone([first])
     second = pid_of(pool)
     assert second != first
 
@@ -359,7 +364,7 @@ def test_idle_workers_killed_from_outside_are_replaced(make_pool: Any, tmp_path:
 
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    assert wait_until_gone(list(victims)) == []
+    wait_until_gone(list(victims))
 
     with ThreadPoolExecutor(2) as threads:
         pids = set(threads.map(lambda _: pid_of(pool), range(4)))
@@ -380,13 +385,23 @@ def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
     held.mkdir()
     with ThreadPoolExecutor(1) as threads:
         busy = threads.submit(pool.transform, script(do="hold", folder=str(held)), ANY, LIMITS)
-        _wait_for(lambda: any(held.iterdir()))
+        wait_until(
+            lambda: any(held.iterdir()),
+            timeout=PATIENCE_SECONDS,
+            interval=0.01,
+            message="the job never started",
+        )
         (busy_pid,) = (int(path.name) for path in held.iterdir())
         (idle,) = workers - {busy_pid}
         os.kill(idle, signal.SIGKILL)
-        assert wait_until_gone([idle]) == []
+        wait_until_gone([idle])
         # The replacement starts while the job still runs.
-        _wait_for(lambda: len(codec_processes() - before - workers) == 1)
+        wait_until(
+            lambda: len(codec_processes() - before - workers) == 1,
+            timeout=PATIENCE_SECONDS,
+            interval=0.01,
+            message=lambda: f"no replacement beside {workers}: {codec_processes() - before}",
+        )
         (held / "release").touch()
 
         assert int(busy.result().data) == busy_pid
@@ -395,13 +410,6 @@ def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
     assert busy_pid in after
     assert idle not in after
     assert after == codec_processes() - before
-
-
-def _wait_for(condition: Callable[[], bool]) -> None:
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while not condition():
-        assert time.monotonic() < give_up, "waited in vain"
-        time.sleep(0.01)
 
 
 # -- concurrency ---------------------------------------------------------------------------------
@@ -533,7 +541,7 @@ if __name__ == "__main__":
     pids = [int(pid) for pid in output.read_text().split()]
     assert len(pids) == 2
 
-    assert wait_until_gone(pids) == []
+    wait_until_gone(pids)
 
 
 # -- construction --------------------------------------------------------------------------------
@@ -575,7 +583,7 @@ def test_with_worker_processes_jobs_run_in_a_pool_that_closes_with_the_container
     finally:
         container.shutdown_resources()
 
-    assert wait_until_gone(list(workers)) == []
+    wait_until_gone(list(workers))
     assert codec_processes().isdisjoint(workers)
 
 
