@@ -94,6 +94,8 @@ class ScriptedImageCodec:
         script = json.loads(data)
         action = script["do"]
         if action == "sleep":
+            if "folder" in script:
+                _say_started(Path(script["folder"]))
             time.sleep(script["seconds"])
         elif action == "hold":
             _hold(Path(script["folder"]))
@@ -124,9 +126,24 @@ def broken_codec() -> ScriptedImageCodec:
     raise ImportError("no codec library here")
 
 
+def _say_started(folder: Path) -> None:
+    """Tell the test that this job has started: a file in ``folder`` named by the worker's pid."""
+    (folder / str(os.getpid())).touch()
+
+
+def wait_until_started(folder: Path) -> set[int]:
+    """Wait until a job has said in ``folder`` that it started; the pids of those that have."""
+    return wait_until(
+        lambda: {int(path.name) for path in folder.iterdir()},
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message=f"no job said in {folder} that it started",
+    )
+
+
 def _hold(folder: Path) -> None:
     """Say so in ``folder`` (a file named by this pid), then wait for a file named ``release``."""
-    (folder / str(os.getpid())).touch()
+    _say_started(folder)
     wait_until(
         (folder / "release").exists,
         timeout=PATIENCE_SECONDS,
@@ -137,7 +154,7 @@ def _hold(folder: Path) -> None:
 
 def _meet(folder: Path, peers: int) -> None:
     """Wait until ``peers`` jobs, this one included, are running at the same time."""
-    (folder / str(os.getpid())).touch()
+    _say_started(folder)
     wait_until(
         lambda: len(list(folder.iterdir())) >= peers,
         timeout=PATIENCE_SECONDS,
@@ -329,10 +346,10 @@ def test_the_wait_for_a_free_worker_is_not_counted(make_pool: Any, tmp_path: Pat
     # its call to its answer it takes longer than the limit, and must not be stopped for it.
     pool = make_pool(size=1, time_limit=1.2)
     pid_of(pool)
-    job = script(do="sleep", seconds=0.75)
+    job = script(do="sleep", seconds=0.75, folder=str(tmp_path))
     with ThreadPoolExecutor(2) as threads:
         first = threads.submit(pool.transform, job, ANY, LIMITS)
-        time.sleep(0.2)
+        wait_until_started(tmp_path)
         started = time.monotonic()
         second = threads.submit(pool.transform, job, ANY, LIMITS)
         pids = {int(first.result().data), int(second.result().data)}
@@ -481,20 +498,20 @@ def test_close_leaves_no_worker_behind(make_pool: Any) -> None:
     assert raised.value.dependency == "codec"
 
 
-def test_close_kills_a_busy_worker_and_its_caller_is_told(make_pool: Any) -> None:
+def test_close_kills_a_busy_worker_and_its_caller_is_told(make_pool: Any, tmp_path: Path) -> None:
     pool = make_pool(size=1)
     worker = pid_of(pool)
     outcome: list[BaseException] = []
 
     def call() -> None:
         try:
-            pool.transform(script(do="sleep", seconds=60), ANY, LIMITS)
+            pool.transform(script(do="sleep", seconds=60, folder=str(tmp_path)), ANY, LIMITS)
         except BaseException as exc:
             outcome.append(exc)
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.3)
+    assert wait_until_started(tmp_path) == {worker}
     pool.close()
     caller.join(PATIENCE_SECONDS)
 
@@ -512,21 +529,23 @@ def test_the_context_manager_closes_the_pool() -> None:
 
 def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
     # A parent that starts an idle worker and a busy one, then dies without closing anything.
+    started = tmp_path / "started"
+    started.mkdir()
     program = f"""
-import os, sys, threading, time
+import os, sys, threading
+from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
 from tests.unit.adapters.test_process_pool_codec import (
-    ScriptedImageCodec, script, ANY, LIMITS, codec_processes
+    ScriptedImageCodec, script, ANY, LIMITS, codec_processes, wait_until_started
 )
 from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
 
 if __name__ == "__main__":
     pool = ProcessPoolImageCodec(2, 60, ScriptedImageCodec, start_eagerly=True)
-    busy = threading.Thread(
-        target=pool.transform, args=(script(do="sleep", seconds=60), ANY, LIMITS), daemon=True
-    )
+    job = script(do="sleep", seconds=60, folder={str(started)!r})
+    busy = threading.Thread(target=pool.transform, args=(job, ANY, LIMITS), daemon=True)
     busy.start()
-    time.sleep(0.3)
+    wait_until_started(Path({str(started)!r}))
     print(" ".join(map(str, codec_processes())), flush=True)
     os._exit(0)
 """
@@ -538,7 +557,9 @@ if __name__ == "__main__":
     with output.open("w") as out:
         done = subprocess.run([sys.executable, str(path)], stdout=out, stderr=out, timeout=60)
     assert done.returncode == 0, output.read_text()
-    pids = [int(pid) for pid in output.read_text().split()]
+    # The first line: multiprocessing's resource tracker may warn after it, on the same file,
+    # about the semaphores the parent left behind.
+    pids = [int(pid) for pid in output.read_text().splitlines()[0].split()]
     assert len(pids) == 2
 
     wait_until_gone(pids)
