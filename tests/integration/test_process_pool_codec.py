@@ -45,7 +45,7 @@ from tests.support.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
 ANY = Transformation(grayscale=True)
 #: Long enough for any honest job here; the tests that mean to time out set their own.
@@ -535,7 +535,7 @@ def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
 import os, sys, threading
 from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
-from tests.unit.adapters.test_process_pool_codec import (
+from tests.integration.test_process_pool_codec import (
     ScriptedImageCodec, script, ANY, LIMITS, codec_processes, wait_until_started
 )
 from imgproc_core.adapters.process_pool import ProcessPoolImageCodec

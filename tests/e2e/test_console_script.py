@@ -18,6 +18,8 @@ import pytest
 from tests.support.cli import embedded_settings, environment_for
 from tests.support.waiting import wait_until
 
+pytestmark = pytest.mark.e2e
+
 logger = logging.getLogger(__name__)
 
 SCRIPT = Path(sys.executable).parent / "imgproc"
