@@ -43,6 +43,12 @@
 #                               stop the server the caller's `running_pid` names (terminate), remove
 #                               PID_FILE and say how long it took; a server not running is no error
 
+# Ports
+#   Every service's default port is below 32768, outside Linux's ephemeral range (32768-60999, see
+#   /proc/sys/net/ipv4/ip_local_port_range), from which the kernel picks the source port of every
+#   outgoing connection: a port in that range can be taken by a client when the server starts, and
+#   a connection to it can be given that very port as its source and reach itself.
+
 # The name that prefixes every message: that of the script that sourced this file.
 service_script="${BASH_SOURCE[1]##*/}"
 
