@@ -122,7 +122,7 @@ wait_until_ready() {
 }
 
 launch() {
-    if port_in_use "$host" "$port"; then
+    if port_in_use "$port"; then
         die "$host:$port is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_GCS_PORT"
     fi
     rm -f "$pid_file"

@@ -209,7 +209,7 @@ wait_until_ready() {
 launch() {
     local p
     for p in "$port" "$controller_port"; do
-        if port_in_use "$host" "$p"; then
+        if port_in_use "$p"; then
             die "$host:$p is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_KAFKA_PORT / IMGPROC_DEV_KAFKA_CONTROLLER_PORT"
         fi
     done
