@@ -13,7 +13,7 @@
 # (google.auth.credentials.AnonymousCredentials); buckets are created by the client.
 #
 # Settings: IMGPROC_DEV_SERVICES_DIR (default <repo>/var/services), IMGPROC_DEV_CACHE_DIR (default
-# <repo>/var/cache), IMGPROC_DEV_GCS_PORT (default 54443), IMGPROC_DEV_GCS_START_TIMEOUT (seconds,
+# <repo>/var/cache), IMGPROC_DEV_GCS_PORT (default 24443), IMGPROC_DEV_GCS_START_TIMEOUT (seconds,
 # default 30).
 set -euo pipefail
 
@@ -29,7 +29,7 @@ base="$services_dir/gcs"
 pid_file="$base/fake-gcs-server.pid"
 log_file="$base/fake-gcs-server.log"
 host="127.0.0.1"
-port="${IMGPROC_DEV_GCS_PORT:-54443}"
+port="${IMGPROC_DEV_GCS_PORT:-24443}"
 start_timeout="${IMGPROC_DEV_GCS_START_TIMEOUT:-30}"
 stop_timeout=15
 
@@ -122,7 +122,7 @@ wait_until_ready() {
 }
 
 launch() {
-    if port_in_use "$host" "$port"; then
+    if port_in_use "$port"; then
         die "$host:$port is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_GCS_PORT"
     fi
     rm -f "$pid_file"

@@ -11,8 +11,8 @@
 #   kafka.sh bootstrap  print the bootstrap servers
 #
 # Settings: IMGPROC_DEV_SERVICES_DIR (default <repo>/var/services), IMGPROC_DEV_CACHE_DIR (default
-# <repo>/var/cache), IMGPROC_DEV_KAFKA_PORT (default 59092), IMGPROC_DEV_KAFKA_CONTROLLER_PORT
-# (default 59093), IMGPROC_DEV_KAFKA_HEAP (default 512m), IMGPROC_DEV_KAFKA_START_TIMEOUT (seconds,
+# <repo>/var/cache), IMGPROC_DEV_KAFKA_PORT (default 29092), IMGPROC_DEV_KAFKA_CONTROLLER_PORT
+# (default 29093), IMGPROC_DEV_KAFKA_HEAP (default 512m), IMGPROC_DEV_KAFKA_START_TIMEOUT (seconds,
 # default 120).
 #
 # Topics are not created on first use (auto.create.topics.enable=false), as in production: create
@@ -37,8 +37,8 @@ pid_file="$base/kafka.pid"
 log_file="$base/kafka.log"
 out_file="$base/kafka.out"
 host="127.0.0.1"
-port="${IMGPROC_DEV_KAFKA_PORT:-59092}"
-controller_port="${IMGPROC_DEV_KAFKA_CONTROLLER_PORT:-59093}"
+port="${IMGPROC_DEV_KAFKA_PORT:-29092}"
+controller_port="${IMGPROC_DEV_KAFKA_CONTROLLER_PORT:-29093}"
 heap="${IMGPROC_DEV_KAFKA_HEAP:-512m}"
 start_timeout="${IMGPROC_DEV_KAFKA_START_TIMEOUT:-120}"
 stop_timeout=60
@@ -209,7 +209,7 @@ wait_until_ready() {
 launch() {
     local p
     for p in "$port" "$controller_port"; do
-        if port_in_use "$host" "$p"; then
+        if port_in_use "$p"; then
             die "$host:$p is already in use, but not by $pid_file: stop that process or set IMGPROC_DEV_KAFKA_PORT / IMGPROC_DEV_KAFKA_CONTROLLER_PORT"
         fi
     done

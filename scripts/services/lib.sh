@@ -24,7 +24,7 @@
 #                               (`9>&-`), or it would hold the lock for as long as it runs
 #   release_start_lock          let the next start in
 #   rotate_logs FILE...         move each FILE that exists to FILE.1
-#   port_in_use HOST PORT       succeed if something accepts connections on HOST:PORT
+#   port_in_use PORT            succeed if a TCP socket listens on PORT, on any address
 #   spawn_detached PID_FILE OUT_FILE COMMAND...
 #                               run COMMAND in the background, in a session of its own when setsid
 #                               exists, with its pid in PID_FILE and its output in OUT_FILE
@@ -42,6 +42,12 @@
 #   stop_running PID_FILE TIMEOUT_S
 #                               stop the server the caller's `running_pid` names (terminate), remove
 #                               PID_FILE and say how long it took; a server not running is no error
+
+# Ports
+#   Every service's default port is below 32768, outside Linux's ephemeral range (32768-60999, see
+#   /proc/sys/net/ipv4/ip_local_port_range), from which the kernel picks the source port of every
+#   outgoing connection: a port in that range can be taken by a client when the server starts, and
+#   a connection to it can be given that very port as its source and reach itself.
 
 # The name that prefixes every message: that of the script that sourced this file.
 service_script="${BASH_SOURCE[1]##*/}"
@@ -99,9 +105,21 @@ rotate_logs() {
     done
 }
 
-port_in_use() (
-    exec 3<>"/dev/tcp/$1/$2"
-) 2>/dev/null
+# Read from the kernel's socket tables, not probed with a connection: a connection to a port in the
+# ephemeral range can reach itself, which looks like a server (kafka.sh once refused to start so).
+# In /proc/net/tcp{,6} the local address ends with the port in 4 hex digits; state 0A is LISTEN.
+port_in_use() {
+    local port table tables=()
+    port="$(printf '%04X' "$1")"
+    for table in /proc/net/tcp /proc/net/tcp6; do
+        if [[ -r "$table" ]]; then
+            tables+=("$table")
+        fi
+    done
+    ((${#tables[@]} > 0)) || die "cannot read /proc/net/tcp to see whether port $1 is taken"
+    awk -v port="$port" '$4 == "0A" && substr($2, length($2) - 3) == port { found = 1 }
+        END { exit !found }' "${tables[@]}"
+}
 
 # The command writes its own pid (bash execs into it) and leaves the caller's session and
 # descriptors behind: fd 9 holds the start lock, and a caller may be reading our output.

@@ -7,7 +7,7 @@
 #   postgres.sh url      print the SQLAlchemy URL of the test database
 #
 # Settings: IMGPROC_DEV_SERVICES_DIR (default <repo>/var/services),
-# IMGPROC_DEV_POSTGRES_PORT (default 55432),
+# IMGPROC_DEV_POSTGRES_PORT (default 25432),
 # IMGPROC_DEV_POSTGRES_START_TIMEOUT (seconds, default 60).
 #
 # The cluster trusts every connection from 127.0.0.1 and trades durability for speed: it is for
@@ -24,10 +24,10 @@ data="$base/data"
 socket_dir="$base/run"
 # A Unix socket's path is limited to about 100 bytes; a deep checkout falls back to /tmp.
 if ((${#socket_dir} > 80)); then
-    socket_dir="/tmp/imgproc-postgres-$(id -u)-${IMGPROC_DEV_POSTGRES_PORT:-55432}"
+    socket_dir="/tmp/imgproc-postgres-$(id -u)-${IMGPROC_DEV_POSTGRES_PORT:-25432}"
 fi
 log_file="$base/postgres.log"
-port="${IMGPROC_DEV_POSTGRES_PORT:-55432}"
+port="${IMGPROC_DEV_POSTGRES_PORT:-25432}"
 host="127.0.0.1"
 database="imgproc_test"
 superuser="postgres"

@@ -8,7 +8,7 @@
 #   redis.sh url      print the URL of database 0
 #
 # Settings: IMGPROC_DEV_SERVICES_DIR (default <repo>/var/services), IMGPROC_DEV_REDIS_PORT
-# (default 56379), IMGPROC_DEV_REDIS_START_TIMEOUT (seconds, default 30).
+# (default 26379), IMGPROC_DEV_REDIS_START_TIMEOUT (seconds, default 30).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -21,7 +21,7 @@ data="$base/data"
 pid_file="$base/redis.pid"
 log_file="$base/redis.log"
 host="127.0.0.1"
-port="${IMGPROC_DEV_REDIS_PORT:-56379}"
+port="${IMGPROC_DEV_REDIS_PORT:-26379}"
 start_timeout="${IMGPROC_DEV_REDIS_START_TIMEOUT:-30}"
 stop_timeout=15
 

@@ -34,7 +34,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,6 +49,7 @@ from imgproc_core.adapters.sqlalchemy.schema import upgrade
 from imgproc_core.container import Container, build_container
 from imgproc_core.settings import Settings
 from imgproc_http import create_app
+from tests.support.waiting import wait_until
 
 #: The test client's origin; signed URLs point here so the client can follow them.
 TEST_BASE_URL = "http://testserver.local"
@@ -139,14 +139,16 @@ class Api:
         self, image_id: str, headers: dict[str, str], deadline: float = JOB_DEADLINE_SECONDS
     ) -> dict[str, Any]:
         """Poll the metadata until the job has ended; fails on FAILED or at the deadline."""
-        give_up = time.monotonic() + deadline
-        while True:
+        image: dict[str, Any] = {}
+
+        def ready() -> bool:
+            nonlocal image
             image = self.metadata(image_id, headers)
-            if image["status"] == "READY":
-                return image
             assert image["status"] != "FAILED", f"the job failed: {image['failure_reason']}"
-            assert time.monotonic() < give_up, f"not READY after {deadline} s: {image}"
-            time.sleep(0.05)
+            return bool(image["status"] == "READY")
+
+        wait_until(ready, timeout=deadline, interval=0.05, message=lambda: f"not READY: {image}")
+        return image
 
     def redirect(self, image_id: str, headers: dict[str, str]) -> httpx.Response:
         """``GET /images/{id}`` without following: the 307 (or 202, 404, 409)."""
@@ -265,17 +267,18 @@ def _imgproc_command() -> list[str]:
 
 
 def _wait_for_health(server: LiveServer) -> None:
-    give_up = time.monotonic() + SERVER_START_DEADLINE_SECONDS
-    while time.monotonic() < give_up:
+    def healthy() -> bool:
         if server.process.poll() is not None:
             pytest.fail(f"imgproc serve exited with {server.process.returncode}:\n{server.log()}")
-        try:
-            if httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"imgproc serve did not answer /healthz in time:\n{server.log()}")
+        return httpx.get(f"{server.base_url}/healthz", timeout=1).status_code == 200
+
+    wait_until(
+        healthy,
+        timeout=SERVER_START_DEADLINE_SECONDS,
+        interval=0.1,
+        message=lambda: f"imgproc serve did not answer /healthz in time:\n{server.log()}",
+        ignoring=httpx.TransportError,
+    )
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:

@@ -23,6 +23,7 @@ from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.transformations import Transformation
 from tests.e2e.conftest import JOB_DEADLINE_SECONDS, Api, LiveServer
 from tests.e2e.servers import ServerHome, kill, terminate
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -62,14 +63,23 @@ def derivative_path(home: ServerHome, derived: dict[str, Any]) -> Path:
 def wait_for_status(
     api: Api, image_id: str, headers: dict[str, str], status: str
 ) -> dict[str, Any]:
-    give_up = time.monotonic() + JOB_DEADLINE_SECONDS
-    while True:
+    image: dict[str, Any] = {}
+
+    def reached() -> bool:
+        nonlocal image
         image = api.metadata(image_id, headers)
         if image["status"] == status:
-            return image
+            return True
         assert image["status"] in {"PENDING", "PROCESSING"}, image
-        assert time.monotonic() < give_up, f"not {status} after {JOB_DEADLINE_SECONDS} s: {image}"
-        time.sleep(0.01)
+        return False
+
+    wait_until(
+        reached,
+        timeout=JOB_DEADLINE_SECONDS,
+        interval=0.01,
+        message=lambda: f"not {status}: {image}",
+    )
+    return image
 
 
 def status_in_database(home: ServerHome, image_id: str) -> JobStatus:

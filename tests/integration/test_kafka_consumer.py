@@ -4,7 +4,6 @@ middle of a fetch's records is returned again once resumed (see
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -15,6 +14,7 @@ from kafka.structs import TopicPartition
 
 from imgproc_worker.consumer import release_parked_records
 from tests.support.kafka import READ_DEADLINE_SECONDS, TEST_NAME_PREFIX, kafka_bootstrap
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -62,15 +62,31 @@ def _paused_mid_fetch(topic: str, between_polls: Callable[[KafkaConsumer], None]
             for partition, records in batch.items():
                 offsets[partition.partition].extend(record.offset for record in records)
 
-        give_up = time.monotonic() + READ_DEADLINE_SECONDS
-        while not offsets[0] and not offsets[1]:
-            assert time.monotonic() < give_up, "nothing came"
+        # Each poll waits for records itself: no pause between polls.
+        def something_came() -> bool:
+            if offsets[0] or offsets[1]:
+                return True
             poll(2)
+            return False
+
+        wait_until(
+            something_came, timeout=READ_DEADLINE_SECONDS, interval=0, message="nothing came"
+        )
         first = 0 if offsets[0] else 1
         consumer.pause(partitions[first])
-        while len(offsets[1 - first]) < RECORDS:
-            assert time.monotonic() < give_up, f"the other partition gave {offsets[1 - first]}"
+
+        def the_other_is_whole() -> bool:
+            if len(offsets[1 - first]) >= RECORDS:
+                return True
             poll(100)
+            return False
+
+        wait_until(
+            the_other_is_whole,
+            timeout=READ_DEADLINE_SECONDS,
+            interval=0,
+            message=lambda: f"the other partition gave {offsets[1 - first]}",
+        )
         consumer.resume(partitions[first])
         # Enough polls for the parked records and a fetch after them; a deadline besides.
         for _ in range(6):

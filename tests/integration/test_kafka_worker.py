@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
@@ -49,6 +49,7 @@ from tests.support.production import (
     production_stack,
     python_module_command,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -312,14 +313,19 @@ def _wait_until_one_is_processing(
     process: subprocess.Popen[bytes],
     log: Path,
 ) -> None:
-    give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
-    while True:
+    def one_processing() -> bool:
         statuses = [stack.image(container, image_id).status for image_id in ids]
         if JobStatus.PROCESSING in statuses:
-            return
+            return True
         assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
-        assert time.monotonic() < give_up, f"no job started:\n{log.read_text()}"
-        time.sleep(0.05)
+        return False
+
+    wait_until(
+        one_processing,
+        timeout=PROCESS_DEADLINE_SECONDS,
+        interval=0.05,
+        message=lambda: f"no job started:\n{log.read_text()}",
+    )
 
 
 def test_a_worker_killed_mid_batch_is_taken_over_and_nothing_is_lost(
@@ -374,14 +380,22 @@ def _wait_until_some_are_ready(
     log: Path,
     at_least: int,
 ) -> None:
-    give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
-    while True:
+    ready = 0
+
+    def enough_ready() -> bool:
+        nonlocal ready
         ready = sum(stack.image(container, image_id).status is JobStatus.READY for image_id in ids)
         if ready >= at_least:
-            return
+            return True
         assert process.poll() is None, f"the worker exited:\n{log.read_text()}"
-        assert time.monotonic() < give_up, f"{ready} jobs done:\n{log.read_text()}"
-        time.sleep(0.05)
+        return False
+
+    wait_until(
+        enough_ready,
+        timeout=PROCESS_DEADLINE_SECONDS,
+        interval=0.05,
+        message=lambda: f"{ready} jobs done:\n{log.read_text()}",
+    )
 
 
 class _SlowProcess(_CountingProcess):
@@ -409,13 +423,6 @@ def _seed_every_partition(
         per_partition[(murmur2(key) & 0x7FFFFFFF) % stack.topics.partitions] += 1
         assert len(seeded) < 100, "the sources never covered every partition"
     return seeded
-
-
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < give_up, f"never {what}"
-        time.sleep(0.05)
 
 
 def _assert_all_ready_and_written(
@@ -447,13 +454,23 @@ def test_workers_joining_and_leaving_the_group_share_the_work_and_lose_nothing(
 
     with ExitStack() as running:
         first_worker = running.enter_context(_RunningWorker(first_container))
-        wait_until(lambda: first.total >= 4, "started")
+        wait_until(
+            lambda: first.total >= 4, timeout=PROCESS_DEADLINE_SECONDS, message="never started"
+        )
         # A second worker joins while the first holds jobs: it takes some partitions over ...
         with _RunningWorker(second_container):
-            wait_until(lambda: second.total >= 3, "shared the partitions")
+            wait_until(
+                lambda: second.total >= 3,
+                timeout=PROCESS_DEADLINE_SECONDS,
+                message="never shared the partitions",
+            )
         # ... and gives them back when it leaves.
         before = first.total
-        wait_until(lambda: first.total >= before + 3, "taken the partitions back")
+        wait_until(
+            lambda: first.total >= before + 3,
+            timeout=PROCESS_DEADLINE_SECONDS,
+            message="never taken the partitions back",
+        )
         # It joins once more, and the first leaves with jobs in hand.
         running.enter_context(_RunningWorker(second_container))
         first_worker.finish()
@@ -507,10 +524,12 @@ def test_a_worker_the_group_left_behind_joins_again_and_goes_on(
     with caplog.at_level(logging.INFO, logger="imgproc_worker.consumer"), _RunningWorker(container):
         stack.wait_for(container, [image.id for image in first.derived])
         left_out.set()
-        deadline = time.monotonic() + PROCESS_DEADLINE_SECONDS
-        while "joining again with a new consumer" not in caplog.text:
-            assert time.monotonic() < deadline, "the worker never noticed it was left out"
-            time.sleep(0.1)
+        wait_until(
+            lambda: "joining again with a new consumer" in caplog.text,
+            timeout=PROCESS_DEADLINE_SECONDS,
+            interval=0.1,
+            message="the worker never noticed it was left out",
+        )
         second = stack.seed(container, original, _transforms(4))
         _relay_all(container, stack)
         images = stack.wait_for(container, [image.id for image in second.derived])
@@ -538,7 +557,9 @@ def test_partitions_revoked_and_assigned_back_while_their_jobs_run_lose_nothing(
         caplog.at_level(logging.INFO, logger="imgproc_worker.consumer"),
         _RunningWorker(container),
     ):
-        wait_until(lambda: slow.total >= 2, "started")
+        wait_until(
+            lambda: slow.total >= 2, timeout=PROCESS_DEADLINE_SECONDS, message="never started"
+        )
         intruder = KafkaConsumer(
             bootstrap_servers=stack.topics.bootstrap,
             group_id=stack.topics.group,
@@ -548,10 +569,20 @@ def test_partitions_revoked_and_assigned_back_while_their_jobs_run_lose_nothing(
         )
         try:
             intruder.subscribe([stack.topics.topic])
-            give_up = time.monotonic() + PROCESS_DEADLINE_SECONDS
-            while not intruder.assignment():
-                assert time.monotonic() < give_up, "the second consumer never got a partition"
+
+            def assigned() -> bool:
+                if intruder.assignment():
+                    return True
                 intruder.poll(timeout_ms=500, max_records=1, update_offsets=False)
+                return False
+
+            # The poll itself waits (and joins the group): no pause between polls.
+            wait_until(
+                assigned,
+                timeout=PROCESS_DEADLINE_SECONDS,
+                interval=0,
+                message="the second consumer never got a partition",
+            )
             taken = {partition.partition for partition in intruder.assignment()}
         finally:
             # Nothing consumed: the partitions go back with their offsets untouched.

@@ -27,6 +27,7 @@ from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.structs import TopicPartition
 
 from imgproc_core.adapters.kafka import ensure_topics
+from tests.support.waiting import wait_until
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 KAFKA_SCRIPT: Final = ROOT / "scripts" / "services" / "kafka.sh"
@@ -145,21 +146,24 @@ def read_messages(
         consumer.assign(partitions)
         consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        give_up = time.monotonic() + deadline_seconds
-        settled_at: float | None = None
-        while True:
+
+        def read_enough() -> bool:
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
-            now = time.monotonic()
-            if len(records) >= count:
-                if settled_at is None:
-                    settled_at = now + settle_seconds
-                if now >= settled_at:
-                    return records
-            elif now > give_up:
-                pytest.fail(
-                    f"{len(records)} of {count} messages on {topic} after {deadline_seconds} s"
-                )
+            return len(records) >= count
+
+        # The poll itself waits for messages: no pause between polls.
+        wait_until(
+            read_enough,
+            timeout=deadline_seconds,
+            interval=0,
+            message=lambda: f"{len(records)} of {count} messages on {topic}",
+        )
+        # Reading on for a set time, not waiting for a condition: what comes now should not.
+        settled_at = time.monotonic() + settle_seconds
+        while time.monotonic() < settled_at:
+            read_enough()
+        return records
     finally:
         consumer.close()
 
@@ -194,22 +198,28 @@ def wait_until_committed(
     """Wait until ``group`` has committed every message of ``topic`` there is now (its
     committed offsets equal the end offsets); fails at the deadline."""
     expected = {partition: end for partition, end in end_offsets(bootstrap, topic).items() if end}
-    give_up = time.monotonic() + deadline_seconds
-    while True:
+
+    committed: dict[int, int] = {}
+
+    def caught_up() -> bool:
+        nonlocal committed
         committed = committed_offsets(bootstrap, group)
-        if all(committed.get(partition) == end for partition, end in expected.items()):
-            return committed
-        if time.monotonic() > give_up:
-            pytest.fail(f"{group} committed {committed} on {topic}; the ends are {expected}")
-        time.sleep(0.2)
+        return all(committed.get(partition) == end for partition, end in expected.items())
+
+    wait_until(
+        caught_up,
+        timeout=deadline_seconds,
+        interval=0.2,
+        message=lambda: f"{group} committed {committed} on {topic}; the ends are {expected}",
+    )
+    return committed
 
 
 def _partitions(consumer: Any, topic: str) -> list[TopicPartition]:
-    give_up = time.monotonic() + READ_DEADLINE_SECONDS
-    while True:
-        numbers = consumer.partitions_for_topic(topic)
-        if numbers:
-            return [TopicPartition(topic, number) for number in sorted(numbers)]
-        if time.monotonic() > give_up:
-            pytest.fail(f"the topic {topic} has no partitions")
-        time.sleep(0.1)
+    numbers = wait_until(
+        lambda: consumer.partitions_for_topic(topic),
+        timeout=READ_DEADLINE_SECONDS,
+        interval=0.1,
+        message=f"the topic {topic} has no partitions",
+    )
+    return [TopicPartition(topic, number) for number in sorted(numbers)]

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -49,6 +48,7 @@ from tests.support.gcs import (
 from tests.support.kafka import KafkaTopics, created_topics, fresh_topics, kafka_bootstrap
 from tests.support.redis import redis_server_url
 from tests.support.sql import fresh_postgres_database, postgres_server_url
+from tests.support.waiting import wait_until
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 #: For tests only; long enough for every adapter that checks.
@@ -169,14 +169,20 @@ class ProductionStack:
         deadline: float = JOB_DEADLINE_SECONDS,
     ) -> list[Image]:
         """The images once ``done`` holds for all of them; fails at the deadline."""
-        give_up = time.monotonic() + deadline
-        while True:
+        images: list[Image] = []
+
+        def all_done() -> bool:
+            nonlocal images
             images = [self.image(container, image_id) for image_id in image_ids]
-            if all(done(image) for image in images):
-                return images
-            statuses = sorted({image.status.value for image in images})
-            assert time.monotonic() < give_up, f"images still {statuses} after {deadline} s"
-            time.sleep(0.1)
+            return all(done(image) for image in images)
+
+        wait_until(
+            all_done,
+            timeout=deadline,
+            interval=0.1,
+            message=lambda: f"images still {sorted({image.status.value for image in images})}",
+        )
+        return images
 
     def blob_files(self) -> list[str]:
         """Every blob key in the stack's storage (its folder, or its bucket), sorted."""

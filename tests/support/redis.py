@@ -19,7 +19,6 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,6 +30,7 @@ import redis
 from imgproc_core.adapters.redis import RedisRateLimiter, RedisUrlCache, redis_client_from_url
 from imgproc_core.ports.cache import RateLimit
 from imgproc_core.ports.clock import Clock
+from tests.support.waiting import wait_until
 
 ROOT: Final = Path(__file__).resolve().parents[2]
 REDIS_SCRIPT: Final = ROOT / "scripts" / "services" / "redis.sh"
@@ -190,19 +190,23 @@ class ThrowawayRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + timeout
+        process = self._process
         probe = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.2)
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                output = log.read_text() if log.exists() else ""
+                pytest.fail(f"redis-server on port {self.port} exited:\n{output}")
+            return bool(probe.ping())
+
         try:
-            while True:
-                if self._process.poll() is not None:
-                    output = log.read_text() if log.exists() else ""
-                    pytest.fail(f"redis-server on port {self.port} exited:\n{output}")
-                with contextlib.suppress(redis.RedisError):
-                    if probe.ping():
-                        return
-                if time.monotonic() > deadline:
-                    pytest.fail(f"redis-server on port {self.port} did not answer in {timeout} s")
-                time.sleep(0.05)
+            wait_until(
+                answers,
+                timeout=timeout,
+                interval=0.05,
+                message=f"redis-server on port {self.port} did not answer",
+                ignoring=redis.RedisError,
+            )
         finally:
             probe.close()
 

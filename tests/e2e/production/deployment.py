@@ -38,6 +38,7 @@ from tests.support.production import (
     production_stack,
     python_module_command,
 )
+from tests.support.waiting import wait_until
 
 #: How long a test waits for a process to start, a job to end, a service to come back (a
 #: deadline, not a timing assertion).
@@ -105,16 +106,21 @@ class RunningProcess:
         """The first line of the log that ``pattern`` is found in; fails if the process exits
         or the deadline passes first."""
         expression = re.compile(pattern)
-        give_up = time.monotonic() + deadline
-        while True:
+
+        def found() -> str | None:
             for line in self.log().splitlines():
                 if expression.search(line):
                     return line
             if not self.running:
                 pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
-            if time.monotonic() > give_up:
-                pytest.fail(f"{self.name} never logged {pattern!r}:\n{self.tail()}")
-            time.sleep(0.05)
+            return None
+
+        return wait_until(
+            found,
+            timeout=deadline,
+            interval=0.05,
+            message=lambda: f"{self.name} never logged {pattern!r}:\n{self.tail()}",
+        )
 
     def tail(self, lines: int = 60) -> str:
         return "\n".join(self.log().splitlines()[-lines:])
@@ -129,6 +135,21 @@ class ApiProcess(RunningProcess):
             return httpx.get(f"{self.base_url}/healthz", timeout=1).status_code == 200
         except httpx.TransportError:
             return False
+
+    def wait_until_healthy(self) -> None:
+        def healthy() -> bool:
+            if self.healthy():
+                return True
+            if not self.running:
+                pytest.fail(f"{self.name} exited ({self.process.returncode}):\n{self.tail()}")
+            return False
+
+        wait_until(
+            healthy,
+            timeout=START_DEADLINE_SECONDS,
+            interval=0.1,
+            message=lambda: f"{self.name} did not answer /healthz in time:\n{self.tail()}",
+        )
 
     @contextmanager
     def api(self) -> Iterator[Api]:
@@ -228,13 +249,7 @@ class Deployment:
 
     def wait_until_healthy(self, *apis: ApiProcess) -> None:
         for api in apis:
-            give_up = time.monotonic() + START_DEADLINE_SECONDS
-            while not api.healthy():
-                if not api.running:
-                    pytest.fail(f"{api.name} exited ({api.process.returncode}):\n{api.tail()}")
-                if time.monotonic() > give_up:
-                    pytest.fail(f"{api.name} did not answer /healthz in time:\n{api.tail()}")
-                time.sleep(0.1)
+            api.wait_until_healthy()
 
     def wait_until_relaying(self, *relays: RunningProcess) -> None:
         for relay in relays:
@@ -244,23 +259,27 @@ class Deployment:
         """Wait until every partition of the job topic is held by exactly one of ``workers``
         and each holds at least one; their shares."""
         everything = set(range(self.stack.topics.partitions))
-        give_up = time.monotonic() + SHARING_DEADLINE_SECONDS
-        while True:
+        shares: dict[str, set[int]] = {}
+
+        def shared() -> bool:
+            nonlocal shares
             shares = {worker.name: worker.partitions() for worker in workers}
             held = [number for share in shares.values() for number in share]
             if sorted(held) == sorted(everything) and all(shares.values()):
-                return shares
-            for worker in workers:
-                if not worker.running:
-                    pytest.fail(f"{worker.name} exited:\n{worker.tail()}")
-            if time.monotonic() > give_up:
-                logs = "\n\n".join(f"{worker.name}:\n{worker.tail()}" for worker in workers)
-                pytest.fail(
-                    f"the workers never shared the partitions: {shares} (a worker that holds "
-                    "nothing and logged nothing since 'No partition metadata for topic' is "
-                    f"stuck in its consumer's poll)\n{logs}"
-                )
-            time.sleep(0.1)
+                return True
+            _fail_if_any_exited(workers)
+            return False
+
+        def never_shared() -> str:
+            logs = "\n\n".join(f"{worker.name}:\n{worker.tail()}" for worker in workers)
+            return (
+                f"the workers never shared the partitions: {shares} (a worker that holds "
+                "nothing and logged nothing since 'No partition metadata for topic' is "
+                f"stuck in its consumer's poll)\n{logs}"
+            )
+
+        wait_until(shared, timeout=SHARING_DEADLINE_SECONDS, interval=0.1, message=never_shared)
+        return shares
 
     def stop_all(self) -> None:
         """SIGTERM to every process still running, all at once, then wait for each."""
@@ -447,22 +466,27 @@ def wait_until_settled(
 ) -> list[Image]:
     """The derived images of ``sources`` once there are ``expected`` and none is PENDING or
     PROCESSING; fails at the deadline, or when a process of ``watch`` has died."""
-    give_up = time.monotonic() + deadline
-    while True:
+    images: list[Image] = []
+    statuses: Counter[str] = Counter()
+
+    def settled() -> bool:
+        nonlocal images, statuses
         images = derived_images(container, sources)
         statuses = Counter(image.status.value for image in images)
         if (
             len(images) == expected
             and statuses[JobStatus.PENDING] + statuses[JobStatus.PROCESSING] == 0
         ):
-            return images
-        for started in watch:
-            if not started.running:
-                pytest.fail(f"{started.name} exited:\n{started.tail()}")
-        if time.monotonic() > give_up:
-            logs = "\n\n".join(f"{started.name}:\n{started.tail(30)}" for started in watch)
-            pytest.fail(f"after {deadline} s: {len(images)} images, {dict(statuses)}\n{logs}")
-        time.sleep(0.2)
+            return True
+        _fail_if_any_exited(watch)
+        return False
+
+    def unsettled() -> str:
+        logs = "\n\n".join(f"{started.name}:\n{started.tail(30)}" for started in watch)
+        return f"{len(images)} images, {dict(statuses)}\n{logs}"
+
+    wait_until(settled, timeout=deadline, interval=0.2, message=unsettled)
+    return images
 
 
 @contextmanager
@@ -487,14 +511,26 @@ def wait_until_ready_count(
     watch: Sequence[RunningProcess] = (),
 ) -> int:
     """Wait until at least ``at_least`` derived images of ``sources`` are READY; how many are."""
-    give_up = time.monotonic() + JOB_DEADLINE_SECONDS
-    while True:
+    ready = 0
+
+    def enough_ready() -> bool:
+        nonlocal ready
         ready = sum(image.status is JobStatus.READY for image in derived_images(container, sources))
         if ready >= at_least:
-            return ready
-        for started in watch:
-            if not started.running:
-                pytest.fail(f"{started.name} exited:\n{started.tail()}")
-        if time.monotonic() > give_up:
-            pytest.fail(f"only {ready} of {at_least} images READY after {JOB_DEADLINE_SECONDS} s")
-        time.sleep(0.05)
+            return True
+        _fail_if_any_exited(watch)
+        return False
+
+    wait_until(
+        enough_ready,
+        timeout=JOB_DEADLINE_SECONDS,
+        interval=0.05,
+        message=lambda: f"only {ready} of {at_least} images READY",
+    )
+    return ready
+
+
+def _fail_if_any_exited(watch: Sequence[RunningProcess]) -> None:
+    for started in watch:
+        if not started.running:
+            pytest.fail(f"{started.name} exited:\n{started.tail()}")

@@ -33,6 +33,7 @@ from tests.e2e.production.deployment import (
     wait_until_settled,
 )
 from tests.support.kafka import end_offsets, kafka_bootstrap, wait_until_committed
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -163,8 +164,15 @@ def _ready(container: Container, sources: list[str]) -> int:
 def _wait_until_requested(
     container: Container, sources: list[str], count: int, api_process: RunningProcess
 ) -> None:
-    give_up = time.monotonic() + JOB_DEADLINE_SECONDS
-    while len(derived_images(container, sources)) < count:
+    def answered() -> bool:
+        if len(derived_images(container, sources)) >= count:
+            return True
         assert api_process.running, api_process.tail()
-        assert time.monotonic() < give_up, f"fewer than {count} requests answered"
-        time.sleep(0.05)
+        return False
+
+    wait_until(
+        answered,
+        timeout=JOB_DEADLINE_SECONDS,
+        interval=0.05,
+        message=f"fewer than {count} requests answered",
+    )

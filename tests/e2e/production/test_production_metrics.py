@@ -9,7 +9,6 @@ lag is back to zero).
 
 from __future__ import annotations
 
-import time
 import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from tests.e2e.production.deployment import (
     START_DEADLINE_SECONDS,
     production_deployment,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -67,19 +67,21 @@ def scrape(url: str) -> Scrape:
 
 def scrape_until(url: str, done: Callable[[Scrape], bool], what: str) -> Scrape:
     """Scrape ``url`` until ``done(scrape)`` holds (the process may not listen yet)."""
-    give_up = time.monotonic() + START_DEADLINE_SECONDS
     last: object = None
-    while True:
-        try:
-            scraped = scrape(url)
-        except OSError as exc:
-            last = exc
-        else:
-            if done(scraped):
-                return scraped
-            last = scraped.samples
-        assert time.monotonic() < give_up, f"{url}: never {what}; last: {last}"
-        time.sleep(0.2)
+
+    def scraped_done() -> Scrape | None:
+        nonlocal last
+        scraped = scrape(url)
+        last = scraped.samples
+        return scraped if done(scraped) else None
+
+    return wait_until(
+        scraped_done,
+        timeout=START_DEADLINE_SECONDS,
+        interval=0.2,
+        message=lambda: f"{url}: never {what}; last samples: {last}",
+        ignoring=OSError,
+    )
 
 
 @dataclass(frozen=True)

@@ -20,12 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from imgproc_core.container import Container
 from tests.e2e.production.deployment import (
+    RunningProcess,
     ServiceScript,
     production_deployment,
     restarted_at_exit,
 )
 from tests.support.kafka import kafka_bootstrap
+from tests.support.production import ProductionStack
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -40,6 +44,13 @@ BROKER_AWAY_SECONDS = 40.0
 #: relay took up to 30 s more (16 s in the run that checked this test against it; 0.8 s now).
 RESUMED_WITHIN_SECONDS = 8.0
 ORIGINAL = "basn2c08.png"
+
+
+def outbox_emptied(stack: ProductionStack, container: Container, relay: RunningProcess) -> bool:
+    if stack.outbox_size(container) == 0:
+        return True
+    assert relay.running, relay.tail()
+    return False
 
 
 def test_a_relay_started_while_the_broker_is_down_resumes_within_seconds_of_its_return(
@@ -70,11 +81,12 @@ def test_a_relay_started_while_the_broker_is_down_resumes_within_seconds_of_its_
 
         kafka.start()
         back_at = time.monotonic()
-        give_up = back_at + 120.0
-        while stack.outbox_size(container) > 0:
-            assert relay.running, relay.tail()
-            assert time.monotonic() < give_up, f"the outbox never emptied:\n{relay.tail()}"
-            time.sleep(0.1)
+        wait_until(
+            lambda: outbox_emptied(stack, container, relay),
+            timeout=120.0,
+            interval=0.1,
+            message=lambda: f"the outbox never emptied:\n{relay.tail()}",
+        )
         resumed_after = time.monotonic() - back_at
         logger.info("outbox empty %.1f s after the broker was back", resumed_after)
 
@@ -100,21 +112,26 @@ def test_a_running_relay_publishes_what_it_failed_to_within_seconds_of_the_retur
             corpus_dir / "pngsuite" / ORIGINAL,
             [{"resize": {"width": 8 + n}} for n in range(JOBS)],
         )
+
         # A failed attempt: it claimed the batch under the default lease (120 s). The old relay
         # then found nothing more to claim, and the jobs waited out the lease.
-        give_up = time.monotonic() + 120.0
-        while "relay failed" not in relay.log():
+        def failed_once() -> bool:
+            if "relay failed" in relay.log():
+                return True
             assert relay.running, relay.tail()
-            assert time.monotonic() < give_up, relay.tail()
-            time.sleep(0.2)
+            return False
+
+        wait_until(failed_once, timeout=120.0, interval=0.2, message=relay.tail)
         assert stack.outbox_size(container) == JOBS
 
         kafka.start()
         back_at = time.monotonic()
-        while stack.outbox_size(container) > 0:
-            assert relay.running, relay.tail()
-            assert time.monotonic() < back_at + 180.0, f"the outbox never emptied:\n{relay.tail()}"
-            time.sleep(0.1)
+        wait_until(
+            lambda: outbox_emptied(stack, container, relay),
+            timeout=180.0,
+            interval=0.1,
+            message=lambda: f"the outbox never emptied:\n{relay.tail()}",
+        )
         resumed_after = time.monotonic() - back_at
         logger.info("outbox empty %.1f s after the broker was back", resumed_after)
 

@@ -39,7 +39,7 @@ from tests.support.gcs import ServiceAccountKey, write_service_account_key
 BUCKET = "imgproc-blobs"
 KEY = "0f1e2d3c4b5a69788796a5b4c3d2e1f0/aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.jpg"
 START = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
-EMULATOR = "http://127.0.0.1:54443"
+EMULATOR = "http://127.0.0.1:24443"
 IAM_ACCOUNT = "imgproc-api@imgproc-prod.iam.gserviceaccount.com"
 
 
@@ -289,7 +289,7 @@ def test_against_an_emulator_with_a_key_the_url_is_signed_for_the_emulator(
 ) -> None:
     storage = GcsBlobStorage(
         BUCKET,
-        emulator_host="127.0.0.1:54443",
+        emulator_host="127.0.0.1:24443",
         credentials_file=service_account_key.file,
         client=mock.Mock(spec=[]),
         clock=clock,

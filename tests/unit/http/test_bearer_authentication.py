@@ -163,12 +163,18 @@ class SlowAuthenticate(CountingAuthenticate):
 
     def __init__(self, clock: ManualClock, refuse: bool = False) -> None:
         super().__init__(clock, refuse)
+        self.began = threading.Semaphore(0)
         self.release = threading.Event()
 
     def __call__(self, command: AuthenticateCommand) -> AuthenticatedUser:
         refuse = self.refuse
+        self.began.release()
         assert self.release.wait(30), "the test never released the check"
         return self._answer(command.token, refuse)
+
+    async def wait_for_a_check(self) -> None:
+        """Wait until one more check has begun (read the user's state, and holds)."""
+        assert await asyncio.to_thread(self.began.acquire, timeout=30), "no check began"
 
 
 def _together(guard: BearerAuthentication, presented: str, requests: int) -> list[Any]:
@@ -176,7 +182,9 @@ def _together(guard: BearerAuthentication, presented: str, requests: int) -> lis
 
     async def all_of_them(authenticate: SlowAuthenticate) -> list[Any]:
         waiting = [asyncio.ensure_future(_one(guard, presented)) for _ in range(requests)]
-        await asyncio.sleep(0.05)  # every request is now waiting on the one check
+        # The first request starts the check (on a worker thread) once every request has
+        # started: when it has begun, every request is waiting on it.
+        await authenticate.wait_for_a_check()
         authenticate.release.set()
         return list(await asyncio.gather(*waiting))
 
@@ -222,11 +230,11 @@ def test_a_request_does_not_wait_on_a_check_that_began_too_long_before_it() -> N
 
     async def scenario() -> tuple[Any, Any]:
         first = asyncio.ensure_future(_one(guard, "token"))
-        await asyncio.sleep(0.05)  # the first check is under way, held
+        await authenticate.wait_for_a_check()  # the first check is under way, held
         clock.advance(REMEMBER_SECONDS)
         authenticate.refuse = True  # the user was disabled meanwhile
         later = asyncio.ensure_future(_one(guard, "token"))
-        await asyncio.sleep(0.05)
+        await authenticate.wait_for_a_check()
         authenticate.release.set()
         return await first, await later
 
@@ -245,7 +253,7 @@ def test_an_answer_is_remembered_from_when_its_check_began() -> None:
 
     async def scenario() -> None:
         first = asyncio.ensure_future(_one(guard, "token"))
-        await asyncio.sleep(0.05)
+        await authenticate.wait_for_a_check()
         clock.advance(REMEMBER_SECONDS / 2)  # the check takes half the time
         authenticate.release.set()
         assert await first is USER

@@ -10,7 +10,6 @@ docstrings say what that loop did with it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -19,9 +18,12 @@ import pytest
 
 from imgproc_worker import ConsumerOptions, Delivery, Worker
 from tests.support.scripted_consumer import TOPIC, ScriptedConsumer, Step, tp
+from tests.support.waiting import wait_until
 
 #: A deadline for a state the worker must reach, not a timing assertion.
 DEADLINE_SECONDS = 20.0
+#: How often a test looks at the worker's state: often, as the worker polls every 5 ms here.
+CHECK_SECONDS = 0.001
 
 
 @dataclass
@@ -107,13 +109,6 @@ def running(
     assert consumer.closed
 
 
-def wait_until(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_SECONDS
-    while not condition():
-        assert time.monotonic() < deadline, f"never {what}"
-        time.sleep(0.001)
-
-
 def assert_nothing_committed_unfinished(consumer: ScriptedConsumer, jobs: Jobs) -> None:
     """The invariant: below each committed offset, every job has finished (a next owner
     starts at the committed offset, so a job below it that never finished is lost)."""
@@ -145,7 +140,12 @@ def test_records_of_a_partition_the_listener_has_not_announced_yet_are_taken() -
              lambda c: c.notify(assigned=[1])),
     ]  # fmt: skip
     with running(consumer, jobs, options(threads=1, prefetch=3)):
-        wait_until(lambda: consumer.committed.get(tp(1)) == 8, "committed partition 1")
+        wait_until(
+            lambda: consumer.committed.get(tp(1)) == 8,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never committed partition 1",
+        )
 
     assert jobs.finished_on(1) == set(range(8))
     assert_nothing_committed_unfinished(consumer, jobs)
@@ -170,9 +170,19 @@ def test_a_partition_revoked_and_assigned_back_while_a_batch_is_held_is_read_aga
              revoke_and_assign_back, after_fetch=True),
     ]  # fmt: skip
     with running(consumer, jobs, options(threads=6, prefetch=2)):
-        wait_until(lambda: jobs.finished_on(0) >= set(range(4, 12)), "finished 4-11")
+        wait_until(
+            lambda: jobs.finished_on(0) >= set(range(4, 12)),
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never finished 4-11",
+        )
         # The stale batch was not taken: 0-3 were delivered again, and started again.
-        wait_until(lambda: jobs.started_on(0).count(0) == 2, "started offset 0 again")
+        wait_until(
+            lambda: jobs.started_on(0).count(0) == 2,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never started offset 0 again",
+        )
 
     assert consumer.played == ["revoked and assigned back"]
     assert consumer.committed.get(tp(0), 0) == 0
@@ -193,8 +203,18 @@ def test_a_partition_kept_across_an_eager_rebalance_is_sought_back() -> None:
              lambda c: c.eager_keep(), after_fetch=True),
     ]  # fmt: skip
     with running(consumer, jobs, options(threads=6, prefetch=2)):
-        wait_until(lambda: jobs.finished_on(0) >= set(range(4, 12)), "finished 4-11")
-        wait_until(lambda: jobs.started_on(0).count(0) == 2, "started offset 0 again")
+        wait_until(
+            lambda: jobs.finished_on(0) >= set(range(4, 12)),
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never finished 4-11",
+        )
+        wait_until(
+            lambda: jobs.started_on(0).count(0) == 2,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never started offset 0 again",
+        )
 
     assert consumer.committed.get(tp(0), 0) == 0
     assert_nothing_committed_unfinished(consumer, jobs)
@@ -214,9 +234,19 @@ def test_records_fetched_ahead_go_with_their_partition_and_come_back_to_its_next
              lambda c: c.cooperative([0, 1])),
     ]  # fmt: skip
     with running(consumer, jobs, options(threads=1, prefetch=3)):
-        wait_until(lambda: "assigned back" in consumer.played, "assigned partition 0 back")
+        wait_until(
+            lambda: "assigned back" in consumer.played,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never assigned partition 0 back",
+        )
         jobs.release()
-        wait_until(lambda: consumer.committed.get(tp(0)) == 6, "committed partition 0")
+        wait_until(
+            lambda: consumer.committed.get(tp(0)) == 6,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never committed partition 0",
+        )
 
     assert jobs.finished_on(0) == set(range(6))
     assert jobs.started_on(0).count(0) == 2
@@ -230,7 +260,12 @@ def test_a_stopping_worker_commits_after_the_rebalance_that_refused_it() -> None
     jobs = Jobs()
     consumer = ScriptedConsumer(records={0: 6}, assigned={0}, refuse_commits=10**9)
     with running(consumer, jobs) as stop:
-        wait_until(lambda: jobs.finished_on(0) == set(range(6)), "finished every job")
+        wait_until(
+            lambda: jobs.finished_on(0) == set(range(6)),
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never finished every job",
+        )
         refused = consumer.refused
         consumer.script = [
             Step("rebalance over", lambda: consumer.refused >= refused + 2,
@@ -251,7 +286,12 @@ def test_records_that_arrive_after_their_partition_was_revoked_are_not_taken() -
         Step("partition 0 revoked", lambda: True, lambda c: c.cooperative([1]), after_fetch=True),
     ]
     with running(consumer, jobs):
-        wait_until(lambda: consumer.committed.get(tp(1)) == 4, "committed partition 1")
+        wait_until(
+            lambda: consumer.committed.get(tp(1)) == 4,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never committed partition 1",
+        )
 
     assert jobs.finished_on(0) == set()
     assert tp(0) not in consumer.committed
@@ -264,7 +304,9 @@ def test_every_record_runs_once_and_is_committed_when_nothing_moves(threads: int
     with running(consumer, jobs, options(threads=threads, prefetch=4)):
         wait_until(
             lambda: consumer.committed.get(tp(0)) == 30 and consumer.committed.get(tp(1)) == 25,
-            "committed everything",
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never committed everything",
         )
 
     assert sorted(jobs.started) == sorted(jobs.finished)
@@ -278,7 +320,12 @@ def test_a_free_thread_takes_the_next_job_from_the_backlog_without_waiting_for_a
     consumer = ScriptedConsumer(records={0: 20}, assigned={0}, idle_poll_ms=1_000)
     slow_polls = replace(options(threads=1, prefetch=19), poll_seconds=1.0)
     with running(consumer, jobs, slow_polls):
-        wait_until(lambda: len(jobs.finished) == 20, "finished every job")
+        wait_until(
+            lambda: len(jobs.finished) == 20,
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never finished every job",
+        )
         polls = consumer.polls
 
     assert polls <= 3
@@ -296,7 +343,9 @@ def test_the_listener_touches_nothing_and_the_consumer_is_used_on_one_thread() -
     with running(consumer, jobs):
         wait_until(
             lambda: consumer.committed.get(tp(0)) == 10 and consumer.committed.get(tp(1)) == 10,
-            "committed everything",
+            timeout=DEADLINE_SECONDS,
+            interval=CHECK_SECONDS,
+            message="never committed everything",
         )
 
     assert consumer.played == ["moved", "back"]

@@ -27,6 +27,7 @@ from imgproc_worker.metrics import (
     process_registry,
     register_if_collector,
 )
+from tests.support.waiting import wait_until
 
 TOPIC = "imgproc.transform"
 
@@ -167,9 +168,12 @@ def test_a_slow_outbox_read_is_given_up_and_not_started_twice() -> None:
     assert len(reads) == 1
 
     release.set()
-    deadline = time.monotonic() + 5
-    while registry.get_sample_value("imgproc_relay_outbox_depth") != 5:
-        assert time.monotonic() < deadline
+    wait_until(
+        lambda: registry.get_sample_value("imgproc_relay_outbox_depth") == 5,
+        timeout=5,
+        interval=0.001,
+        message="the first read never answered",
+    )
     # That was the first read, answering at last; the next scrape starts a fresh one.
     assert len(reads) == 1
     assert registry.get_sample_value("imgproc_relay_outbox_depth") == 5

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -41,10 +41,11 @@ from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.transformations import Transformation, parse_transformation
 from imgproc_core.ports.codec import EncodedImage
 from imgproc_core.testing import build_test_container, settings_for_tests
+from tests.support.waiting import wait_until
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 LIMITS = Limits()
 ANY = Transformation(grayscale=True)
 #: Long enough for any honest job here; the tests that mean to time out set their own.
@@ -93,6 +94,8 @@ class ScriptedImageCodec:
         script = json.loads(data)
         action = script["do"]
         if action == "sleep":
+            if "folder" in script:
+                _say_started(Path(script["folder"]))
             time.sleep(script["seconds"])
         elif action == "hold":
             _hold(Path(script["folder"]))
@@ -123,24 +126,41 @@ def broken_codec() -> ScriptedImageCodec:
     raise ImportError("no codec library here")
 
 
+def _say_started(folder: Path) -> None:
+    """Tell the test that this job has started: a file in ``folder`` named by the worker's pid."""
+    (folder / str(os.getpid())).touch()
+
+
+def wait_until_started(folder: Path) -> set[int]:
+    """Wait until a job has said in ``folder`` that it started; the pids of those that have."""
+    return wait_until(
+        lambda: {int(path.name) for path in folder.iterdir()},
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message=f"no job said in {folder} that it started",
+    )
+
+
 def _hold(folder: Path) -> None:
     """Say so in ``folder`` (a file named by this pid), then wait for a file named ``release``."""
-    (folder / str(os.getpid())).touch()
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while not (folder / "release").exists():
-        if time.monotonic() > give_up:
-            raise InvalidInput("the job was never released")
-        time.sleep(0.01)
+    _say_started(folder)
+    wait_until(
+        (folder / "release").exists,
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message="the job was never released",
+    )
 
 
 def _meet(folder: Path, peers: int) -> None:
     """Wait until ``peers`` jobs, this one included, are running at the same time."""
-    (folder / str(os.getpid())).touch()
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while len(list(folder.iterdir())) < peers:
-        if time.monotonic() > give_up:
-            raise InvalidInput(f"only {len(list(folder.iterdir()))} of {peers} jobs ran at once")
-        time.sleep(0.01)
+    _say_started(folder)
+    wait_until(
+        lambda: len(list(folder.iterdir())) >= peers,
+        timeout=PATIENCE_SECONDS,
+        interval=0.01,
+        message=lambda: f"only {len(list(folder.iterdir()))} of {peers} jobs ran at once",
+    )
 
 
 def script(**fields: Any) -> bytes:
@@ -182,12 +202,14 @@ def running(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-def wait_until_gone(pids: list[int] | tuple[int, ...]) -> list[int]:
-    """Wait until every pid has exited; return those still running when patience runs out."""
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while any(running(pid) for pid in pids) and time.monotonic() < give_up:
-        time.sleep(0.02)
-    return [pid for pid in pids if running(pid)]
+def wait_until_gone(pids: list[int] | tuple[int, ...]) -> None:
+    """Wait until every pid has exited; fails with those still running when patience runs out."""
+    wait_until(
+        lambda: not any(running(pid) for pid in pids),
+        timeout=PATIENCE_SECONDS,
+        interval=0.02,
+        message=lambda: f"still running: {[pid for pid in pids if running(pid)]}",
+    )
 
 
 @pytest.fixture
@@ -314,7 +336,7 @@ def test_a_job_past_the_time_limit_is_killed_and_the_pool_goes_on(make_pool: Any
 
     assert type(raised.value) is ProcessingTimeout
     assert "0.5 s" in str(raised.value)
-    assert wait_until_gone([first]) == []
+    wait_until_gone([first])
     second = pid_of(pool)
     assert second != first
 
@@ -324,10 +346,10 @@ def test_the_wait_for_a_free_worker_is_not_counted(make_pool: Any, tmp_path: Pat
     # its call to its answer it takes longer than the limit, and must not be stopped for it.
     pool = make_pool(size=1, time_limit=1.2)
     pid_of(pool)
-    job = script(do="sleep", seconds=0.75)
+    job = script(do="sleep", seconds=0.75, folder=str(tmp_path))
     with ThreadPoolExecutor(2) as threads:
         first = threads.submit(pool.transform, job, ANY, LIMITS)
-        time.sleep(0.2)
+        wait_until_started(tmp_path)
         started = time.monotonic()
         second = threads.submit(pool.transform, job, ANY, LIMITS)
         pids = {int(first.result().data), int(second.result().data)}
@@ -359,7 +381,7 @@ def test_idle_workers_killed_from_outside_are_replaced(make_pool: Any, tmp_path:
 
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    assert wait_until_gone(list(victims)) == []
+    wait_until_gone(list(victims))
 
     with ThreadPoolExecutor(2) as threads:
         pids = set(threads.map(lambda _: pid_of(pool), range(4)))
@@ -380,13 +402,23 @@ def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
     held.mkdir()
     with ThreadPoolExecutor(1) as threads:
         busy = threads.submit(pool.transform, script(do="hold", folder=str(held)), ANY, LIMITS)
-        _wait_for(lambda: any(held.iterdir()))
+        wait_until(
+            lambda: any(held.iterdir()),
+            timeout=PATIENCE_SECONDS,
+            interval=0.01,
+            message="the job never started",
+        )
         (busy_pid,) = (int(path.name) for path in held.iterdir())
         (idle,) = workers - {busy_pid}
         os.kill(idle, signal.SIGKILL)
-        assert wait_until_gone([idle]) == []
+        wait_until_gone([idle])
         # The replacement starts while the job still runs.
-        _wait_for(lambda: len(codec_processes() - before - workers) == 1)
+        wait_until(
+            lambda: len(codec_processes() - before - workers) == 1,
+            timeout=PATIENCE_SECONDS,
+            interval=0.01,
+            message=lambda: f"no replacement beside {workers}: {codec_processes() - before}",
+        )
         (held / "release").touch()
 
         assert int(busy.result().data) == busy_pid
@@ -395,13 +427,6 @@ def test_an_idle_worker_killed_beside_a_busy_one_is_replaced(
     assert busy_pid in after
     assert idle not in after
     assert after == codec_processes() - before
-
-
-def _wait_for(condition: Callable[[], bool]) -> None:
-    give_up = time.monotonic() + PATIENCE_SECONDS
-    while not condition():
-        assert time.monotonic() < give_up, "waited in vain"
-        time.sleep(0.01)
 
 
 # -- concurrency ---------------------------------------------------------------------------------
@@ -473,20 +498,20 @@ def test_close_leaves_no_worker_behind(make_pool: Any) -> None:
     assert raised.value.dependency == "codec"
 
 
-def test_close_kills_a_busy_worker_and_its_caller_is_told(make_pool: Any) -> None:
+def test_close_kills_a_busy_worker_and_its_caller_is_told(make_pool: Any, tmp_path: Path) -> None:
     pool = make_pool(size=1)
     worker = pid_of(pool)
     outcome: list[BaseException] = []
 
     def call() -> None:
         try:
-            pool.transform(script(do="sleep", seconds=60), ANY, LIMITS)
+            pool.transform(script(do="sleep", seconds=60, folder=str(tmp_path)), ANY, LIMITS)
         except BaseException as exc:
             outcome.append(exc)
 
     caller = threading.Thread(target=call)
     caller.start()
-    time.sleep(0.3)
+    assert wait_until_started(tmp_path) == {worker}
     pool.close()
     caller.join(PATIENCE_SECONDS)
 
@@ -504,21 +529,23 @@ def test_the_context_manager_closes_the_pool() -> None:
 
 def test_workers_exit_when_their_parent_dies(tmp_path: Path) -> None:
     # A parent that starts an idle worker and a busy one, then dies without closing anything.
+    started = tmp_path / "started"
+    started.mkdir()
     program = f"""
-import os, sys, threading, time
+import os, sys, threading
+from pathlib import Path
 sys.path.insert(0, {str(ROOT)!r})
-from tests.unit.adapters.test_process_pool_codec import (
-    ScriptedImageCodec, script, ANY, LIMITS, codec_processes
+from tests.integration.test_process_pool_codec import (
+    ScriptedImageCodec, script, ANY, LIMITS, codec_processes, wait_until_started
 )
 from imgproc_core.adapters.process_pool import ProcessPoolImageCodec
 
 if __name__ == "__main__":
     pool = ProcessPoolImageCodec(2, 60, ScriptedImageCodec, start_eagerly=True)
-    busy = threading.Thread(
-        target=pool.transform, args=(script(do="sleep", seconds=60), ANY, LIMITS), daemon=True
-    )
+    job = script(do="sleep", seconds=60, folder={str(started)!r})
+    busy = threading.Thread(target=pool.transform, args=(job, ANY, LIMITS), daemon=True)
     busy.start()
-    time.sleep(0.3)
+    wait_until_started(Path({str(started)!r}))
     print(" ".join(map(str, codec_processes())), flush=True)
     os._exit(0)
 """
@@ -530,10 +557,12 @@ if __name__ == "__main__":
     with output.open("w") as out:
         done = subprocess.run([sys.executable, str(path)], stdout=out, stderr=out, timeout=60)
     assert done.returncode == 0, output.read_text()
-    pids = [int(pid) for pid in output.read_text().split()]
+    # The first line: multiprocessing's resource tracker may warn after it, on the same file,
+    # about the semaphores the parent left behind.
+    pids = [int(pid) for pid in output.read_text().splitlines()[0].split()]
     assert len(pids) == 2
 
-    assert wait_until_gone(pids) == []
+    wait_until_gone(pids)
 
 
 # -- construction --------------------------------------------------------------------------------
@@ -575,7 +604,7 @@ def test_with_worker_processes_jobs_run_in_a_pool_that_closes_with_the_container
     finally:
         container.shutdown_resources()
 
-    assert wait_until_gone(list(workers)) == []
+    wait_until_gone(list(workers))
     assert codec_processes().isdisjoint(workers)
 
 

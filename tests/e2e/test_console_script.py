@@ -16,6 +16,9 @@ import httpx
 import pytest
 
 from tests.support.cli import embedded_settings, environment_for
+from tests.support.waiting import wait_until
+
+pytestmark = pytest.mark.e2e
 
 logger = logging.getLogger(__name__)
 
@@ -74,17 +77,19 @@ def test_serve_starts_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         )
     try:
         started = time.monotonic()
-        give_up = started + START_DEADLINE_SECONDS
-        while True:
+
+        def healthy() -> bool:
             assert process.poll() is None, f"serve exited early:\n{log_path.read_text()}"
-            assert time.monotonic() < give_up, f"serve never answered:\n{log_path.read_text()}"
-            try:
-                health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-            except httpx.TransportError:
-                time.sleep(0.1)
-                continue
-            if health.status_code == 200:
-                break
+            health = httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            return health.status_code == 200
+
+        wait_until(
+            healthy,
+            timeout=START_DEADLINE_SECONDS,
+            interval=0.1,
+            message=lambda: f"serve never answered:\n{log_path.read_text()}",
+            ignoring=httpx.TransportError,
+        )
         logger.info("serve answered after %.2f s", time.monotonic() - started)
         ready = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=5)
         assert ready.status_code == 200, ready.text
