@@ -15,7 +15,7 @@ import PIL.Image  # noqa: F401
 
 from bench import machine
 from bench.results import RESULTS_DIR, Row, Run
-from bench.scenarios import Budget, api, ceiling, encoders, engine, pool, workers
+from bench.scenarios import Budget, api, ceiling, encoders, engine, links, pool, workers
 
 Scenario = Callable[[Run, Budget], None]
 
@@ -28,6 +28,7 @@ SCENARIOS: Final[dict[str, Scenario]] = {
     "allocator": engine.allocator,
     "encoders": encoders.encoders,
     "api": api.api,
+    "links": links.first_get,
     "workers": workers.workers,
     "pool": pool.pool_throughput,
 }

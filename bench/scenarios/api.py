@@ -9,7 +9,9 @@ equivalents, wrk (one thread, on 127.0.0.1 only, for a fixed time) sends:
   the bare app's ``POST /upload``, which reads the file and answers 201 (the target's
   comparison), and its ``POST /upload-stored``, which also writes the file to disk and flushes
   it, as any service that keeps uploads must (to tell the cost of storing apart from the rest);
-- ``GET /api/v1/images/{id}``, a 307 to the cached signed URL, against ``GET /json``.
+- ``GET /api/v1/images/{id}``, a 307 to the cached signed URL, against ``GET /json``;
+- ``GET /d/{token}``, a delivery link to the uploaded photograph (its bytes, no token), against
+  the bare app's ``GET /file`` of the same file.
 
 Both servers are uvicorn with the same settings (one process, access log on).
 """
@@ -126,10 +128,10 @@ def imgproc_server(port: int, workdir: Path = WORKDIR) -> Server:
     )
 
 
-def bare_server(port: int) -> Server:
+def bare_server(port: int, file: Path) -> Server:
     stored = WORKDIR / "bare-stored"
     stored.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "bench.servers.bare_app", str(port), str(stored)]
+    command = [sys.executable, "-m", "bench.servers.bare_app", str(port), str(stored), str(file)]
     return Server(
         "bare Litestar", command, port, "/json", child_environment(), WORKDIR / "bare.log"
     )
@@ -195,6 +197,23 @@ def prepare(server: Server, upload: Path) -> tuple[str, str]:
     return token, image_id
 
 
+def delivery_link(server: Server, token: str, image_id: str) -> str:
+    """A delivery link to the image, already answered once: its URL."""
+    status, _, body = _request(
+        "POST",
+        f"{server.base}/api/v1/images/{image_id}/links",
+        b"{}",
+        {"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    if status != 201:
+        raise RuntimeError(f"making a link answered {status}: {body[:200]!r}")
+    url: str = json.loads(body)["url"]
+    status, _, body = _request("GET", url)
+    if status != 200:
+        raise RuntimeError(f"the link answered {status}: {body[:200]!r}")
+    return url
+
+
 @dataclass(frozen=True)
 class Load:
     requests_per_second: float
@@ -245,7 +264,7 @@ def api(run: Run, budget: Budget) -> None:
     try:
         version = debian_package("wrk")
     except Unavailable as exc:
-        for missing, goal in (("Upload 1 MB", 0.6), ("GET redirect", 0.5)):
+        for missing, goal in (("Upload 1 MB", 0.6), ("GET redirect", 0.5), ("GET link", 0.5)):
             run.rows.append(Row("api", missing, "", target=goal, unavailable=str(exc)))
         return
     run.machine["wrk"] = version
@@ -258,11 +277,14 @@ def api(run: Run, budget: Budget) -> None:
         "bare stored upload": [],
         "imgproc redirect": [],
         "bare json": [],
+        "imgproc link": [],
+        "bare file": [],
     }
     with ExitStack() as stack:
         imgproc = stack.enter_context(imgproc_server(free_port()))
-        bare = stack.enter_context(bare_server(free_port()))
+        bare = stack.enter_context(bare_server(free_port(), upload.path))
         token, image_id = prepare(imgproc, upload.path)
+        link = delivery_link(imgproc, token, image_id)
         blobs = WORKDIR / "blobs"
         keep = {path for path in blobs.rglob("*") if path.is_file()}
         seconds = budget.http_seconds
@@ -280,6 +302,8 @@ def api(run: Run, budget: Budget) -> None:
                 wrk(f"{imgproc.base}/api/v1/images/{image_id}", seconds, token=token)
             )
             loads["bare json"].append(wrk(bare.base + "/json", seconds))
+            loads["imgproc link"].append(wrk(link, seconds))
+            loads["bare file"].append(wrk(bare.base + "/file", seconds))
     run.details["api"] = {
         "connections": CONNECTIONS,
         "seconds_per_run": seconds,
@@ -309,6 +333,13 @@ def api(run: Run, budget: Budget) -> None:
             "bare json",
             0.5,
             "imgproc req/s (307 with auth) / bare Litestar JSON endpoint req/s",
+        ),
+        (
+            "GET link (the bytes, no token)",
+            "imgproc link",
+            "bare file",
+            0.5,
+            f"imgproc req/s of a delivery link / bare Litestar req/s of the same {size_kb} kB file",
         ),
     )
     for name, ours, theirs, target, meaning in rows:

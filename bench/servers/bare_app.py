@@ -1,9 +1,11 @@
-"""The baseline of the API scenario: Litestar with nothing but two uploads and a JSON endpoint.
+"""The baseline of the API scenario: Litestar with nothing but two uploads, a JSON endpoint
+and a file.
 
 ``POST /upload`` reads the file and forgets it; ``POST /upload-stored`` also writes it to a
 file of its own in ``STORE_DIR`` (the second argument) and flushes it to disk, the least a
-service that keeps uploads must do. Served by uvicorn with the settings ``imgproc serve`` uses,
-in one process: ``python -m bench.servers.bare_app PORT STORE_DIR``.
+service that keeps uploads must do. ``GET /file`` answers the bytes of the file named by the
+third argument (a delivery link's comparison). Served by uvicorn with the settings
+``imgproc serve`` uses, in one process: ``python -m bench.servers.bare_app PORT STORE_DIR FILE``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import uvicorn
 from litestar import Litestar, get, post
 from litestar.datastructures import UploadFile
 from litestar.params import MultipartBody
+from litestar.response import File
 
 
 @dataclass
@@ -46,13 +49,22 @@ def upload_stored(data: MultipartBody[UploadForm]) -> dict[str, int]:
     return {"size": len(content)}
 
 
+FILE = Path(sys.argv[3]) if len(sys.argv) > 3 else Path(__file__)
+
+
+@get("/file", sync_to_thread=True)
+def file_endpoint() -> File:
+    return File(path=FILE, media_type="image/jpeg", content_disposition_type="inline")
+
+
 @get("/json")
 async def json_endpoint() -> dict[str, str]:
     return {"status": "ok"}
 
 
 app = Litestar(
-    route_handlers=[upload, upload_stored, json_endpoint], request_max_body_size=32 * 2**20
+    route_handlers=[upload, upload_stored, file_endpoint, json_endpoint],
+    request_max_body_size=32 * 2**20,
 )
 
 

@@ -1,4 +1,4 @@
-"""Builders shared by the contract tests of the persistence ports.
+"""Builders shared by the contract tests of the persistence ports, and the databases they run on.
 
 Ids are 32 lowercase hex digits, like the service's own, so that a SQL adapter with a UUID or
 fixed-width column accepts them. Times are aware, in UTC, with microseconds, and distinct unless
@@ -15,17 +15,40 @@ from typing import Any
 
 import pytest
 
-from imgproc_core.adapters.memory import ManualClock
+from imgproc_core.adapters.memory import InMemoryDatabase, InMemoryUnitOfWork, ManualClock
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.users import User
+from imgproc_core.ports.persistence import UnitOfWorkFactory
+from tests.support.sql import postgres_unit_of_work_factory, sqlite_unit_of_work_factory
 
 UserBuilder = Callable[..., User]
 ImageBuilder = Callable[..., Image]
+Implementation = Callable[[pytest.FixtureRequest, ManualClock], UnitOfWorkFactory]
 
 
 def hex_id(number: int) -> str:
     return uuid.UUID(int=number).hex
+
+
+def _memory_database(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
+    database = InMemoryDatabase()
+    return lambda: InMemoryUnitOfWork(database, clock)
+
+
+#: The databases every persistence port's contract runs on.
+DATABASES = [
+    pytest.param(_memory_database, id="memory"),
+    pytest.param(sqlite_unit_of_work_factory, id="sqlite"),
+    pytest.param(postgres_unit_of_work_factory, id="postgres", marks=pytest.mark.integration),
+]
+
+
+@pytest.fixture(params=DATABASES)
+def uow_factory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
+    """A unit of work on each database in turn: memory, SQLite, PostgreSQL."""
+    implementation: Implementation = request.param
+    return implementation(request, clock)
 
 
 @pytest.fixture

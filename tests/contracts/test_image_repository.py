@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from imgproc_core.adapters.memory import InMemoryDatabase, InMemoryUnitOfWork, ManualClock
+from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.domain.errors import Conflict, ImageNotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
@@ -25,11 +25,9 @@ from imgproc_core.domain.transformations import (
 )
 from imgproc_core.domain.users import User
 from imgproc_core.ports.persistence import UnitOfWork, UnitOfWorkFactory
-from tests.support.sql import postgres_unit_of_work_factory, sqlite_unit_of_work_factory
 
 UserBuilder = Callable[..., User]
 ImageBuilder = Callable[..., Image]
-Implementation = Callable[[pytest.FixtureRequest, ManualClock], UnitOfWorkFactory]
 
 #: Every kind of field a transformation has: nested values, enums, floats, defaults left out.
 RICH_TRANSFORMATION = Transformation(
@@ -44,24 +42,6 @@ RICH_TRANSFORMATION = Transformation(
     format="webp",
     quality=70,
 )
-
-
-def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
-    database = InMemoryDatabase()
-    return lambda: InMemoryUnitOfWork(database, clock)
-
-
-IMPLEMENTATIONS = [
-    pytest.param(_memory, id="memory"),
-    pytest.param(sqlite_unit_of_work_factory, id="sqlite"),
-    pytest.param(postgres_unit_of_work_factory, id="postgres", marks=pytest.mark.integration),
-]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def uow_factory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
-    implementation: Implementation = request.param
-    return implementation(request, clock)
 
 
 @pytest.fixture
@@ -487,3 +467,18 @@ def test_totals_count_originals_and_derivatives_with_their_bytes(
         JobStatus.READY: 1,
         JobStatus.FAILED: 1,
     }
+
+
+def test_an_images_transparency_reads_back(
+    uow_factory: UnitOfWorkFactory, make_user: UserBuilder, make_image: ImageBuilder
+) -> None:
+    user = make_user()
+    clear = make_image(user.id, transparent=True)
+    opaque = make_image(user.id)
+    with uow_factory() as uow:
+        uow.users.add(user)
+        uow.images.add(clear)
+        uow.images.add(opaque)
+        uow.commit()
+    with uow_factory() as uow:
+        assert [uow.images.get(image.id).transparent for image in (clear, opaque)] == [True, False]  # type: ignore[union-attr]

@@ -8,32 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from imgproc_core.adapters.memory import InMemoryDatabase, InMemoryUnitOfWork, ManualClock
+from imgproc_core.adapters.memory import ManualClock
 from imgproc_core.domain.errors import UsernameTaken, UserNotFound
 from imgproc_core.domain.users import User
 from imgproc_core.ports.persistence import UnitOfWork, UnitOfWorkFactory
-from tests.support.sql import postgres_unit_of_work_factory, sqlite_unit_of_work_factory
 
 UserBuilder = Callable[..., User]
-Implementation = Callable[[pytest.FixtureRequest, ManualClock], UnitOfWorkFactory]
-
-
-def _memory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
-    database = InMemoryDatabase()
-    return lambda: InMemoryUnitOfWork(database, clock)
-
-
-IMPLEMENTATIONS = [
-    pytest.param(_memory, id="memory"),
-    pytest.param(sqlite_unit_of_work_factory, id="sqlite"),
-    pytest.param(postgres_unit_of_work_factory, id="postgres", marks=pytest.mark.integration),
-]
-
-
-@pytest.fixture(params=IMPLEMENTATIONS)
-def uow_factory(request: pytest.FixtureRequest, clock: ManualClock) -> UnitOfWorkFactory:
-    implementation: Implementation = request.param
-    return implementation(request, clock)
 
 
 def _add(uow_factory: UnitOfWorkFactory, *users: User) -> None:

@@ -45,6 +45,13 @@ def assert_unavailable(response: httpx.Response, dependency: str) -> None:
     }
 
 
+def make_link(api: Api, image_id: str, headers: dict[str, str]) -> str:
+    """The URL of a new delivery link to the image itself."""
+    made = api.call("POST", f"/images/{image_id}/links", json={}, headers=headers, expect=201)
+    url: str = made.json()["url"]
+    return url
+
+
 def readiness(api: Api) -> tuple[int, dict[str, str], httpx.Response]:
     response = api.http.get("/readyz")
     checks: dict[str, str] = response.json()["checks"]
@@ -81,6 +88,8 @@ def test_storage_down_fails_uploads_only_and_recovers(
     with open_api(embedded) as api:
         user = api.register("storageuser")
         kept = api.upload(image, user)
+        link = make_link(api, kept["id"], user)
+        assert api.http.get(link).content == image.read_bytes()
         assert_ready(api)
 
         with BrokenFolder(embedded.storage_dir) as storage:
@@ -91,6 +100,7 @@ def test_storage_down_fails_uploads_only_and_recovers(
 
             assert api.http.get("/healthz").status_code == 200
             assert_failing(api, "storage")
+            assert_unavailable(api.http.get(link), "storage")
             # What needs only the database is still served.
             listed = api.call("GET", "/images", headers=user, expect=200).json()
             assert [item["id"] for item in listed["items"]] == [kept["id"]]
@@ -107,6 +117,7 @@ def test_storage_down_fails_uploads_only_and_recovers(
         listed = api.call("GET", "/images", headers=user, expect=200).json()
         assert {item["id"] for item in listed["items"]} == {kept["id"], again["id"], derived["id"]}
         assert api.download(again["id"], user).content == image.read_bytes()
+        assert api.http.get(link).content == image.read_bytes()
 
 
 # -- database ---------------------------------------------------------------------------------
@@ -155,6 +166,7 @@ def test_database_down_answers_503_keeps_serving_files_and_recovers(
         user = api.register("dbuser")
         kept = api.upload(image, user)
         signed_url = api.redirect(kept["id"], user).headers["location"]
+        link = make_link(api, kept["id"], user)
         assert_ready(api)
 
         database.down = True
@@ -166,6 +178,8 @@ def test_database_down_answers_503_keeps_serving_files_and_recovers(
             ("POST", "/login", {"json": {"username": "dbuser", "password": "irrelevant"}}),
         ]:
             assert_unavailable(api.call(method, path, **options), "database")
+        # A delivery link is looked up in the database: revoked links must not serve.
+        assert_unavailable(api.http.get(link), "database")
         assert api.http.get("/healthz").status_code == 200
         assert_failing(api, "database", "queue")
         # A signed URL handed out before needs no database: the file is still served.
@@ -177,6 +191,7 @@ def test_database_down_answers_503_keeps_serving_files_and_recovers(
         assert [item["id"] for item in listed["items"]] == [kept["id"]]
         api.upload(image, user)
         api.login("dbuser")
+        assert api.http.get(link).content == image.read_bytes()
         assert_ready(api)
 
 

@@ -194,3 +194,22 @@ def test_every_worker_gets_the_one_job_policy_from_the_settings() -> None:
     first = container.run_next_job(worker_id="w1")
     assert container.run_next_job(worker_id="w2") is not first
     assert container.run_job() is container.run_job()
+
+
+def test_the_link_signing_secret_follows_the_other_secrets_rules() -> None:
+    with pytest.raises(SettingsError, match="IMGPROC_LINK_SIGNING_SECRET"):
+        Settings(
+            environment="production", jwt_secret=TEST_SECRET, link_signing_secret="short"
+        ).check_secrets()
+    Settings(environment="production", jwt_secret=TEST_SECRET).check_secrets()
+
+
+def test_links_are_signed_with_a_key_of_their_own() -> None:
+    from imgproc_core.container import link_signing_key
+    from imgproc_core.container.local import url_signing_key
+
+    derived = settings_for_tests()
+    assert link_signing_key(derived) != url_signing_key(derived)
+    assert link_signing_key(derived) != TEST_SECRET.encode()
+    own = settings_for_tests(link_signing_secret="l" * 40)
+    assert link_signing_key(own) == b"l" * 40

@@ -82,6 +82,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     jwt_secret: str = ""
     #: Signs the local blob URLs; falls back to a key derived from ``jwt_secret`` when empty.
     url_signing_secret: str = ""
+    #: Signs delivery links (``/d/...``); falls back to a key derived from ``jwt_secret`` when
+    #: empty.
+    link_signing_secret: str = ""
     #: Lets development and tests start with a weak secret. Never set it in production.
     allow_insecure_secrets: bool = False
 
@@ -98,6 +101,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     access_token_ttl_seconds: Positive = 900
     signed_url_ttl_seconds: Annotated[int, msgspec.Meta(ge=10, le=MAX_URL_TTL_SECONDS)] = 300
     signed_url_cache_margin_seconds: Annotated[int, msgspec.Meta(ge=0)] = 30
+
+    # -- delivery links ------------------------------------------------------------------------
+    #: ``stream``: the API sends a link's bytes itself; ``redirect``: with GCS, a 307 to a V4
+    #: signed URL of the bucket (the local folder always streams).
+    link_delivery: Literal["stream", "redirect"] = "stream"
+    #: How long a link's first GET waits for its derivative to be rendered before it answers
+    #: 503 with ``Retry-After``.
+    link_render_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 10.0
 
     # -- limits --------------------------------------------------------------------------------
     max_upload_bytes: Positive = Limits().max_upload_bytes
@@ -196,9 +207,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("IMGPROC_ALLOW_INSECURE_SECRETS must not be set in production")
         if self.insecure_secrets_allowed:
             return
-        for name in ("jwt_secret", "url_signing_secret"):
+        for name in ("jwt_secret", "url_signing_secret", "link_signing_secret"):
             value: str = getattr(self, name)
-            if name == "url_signing_secret" and not value:
+            if name != "jwt_secret" and not value:
                 continue
             variable = f"{ENV_PREFIX}{name.upper()}"
             if not value:

@@ -36,7 +36,9 @@ from imgproc_http.rate_limits import RateLimitGuard, add_rate_limit_headers, par
 from imgproc_http.readiness import ReadinessChecks
 from imgproc_http.routes.auth import login, register
 from imgproc_http.routes.blobs import BlobFiles, read_blob
+from imgproc_http.routes.delivery import LinkDelivery, deliver
 from imgproc_http.routes.images import ImagesController
+from imgproc_http.routes.links import LinksController
 from imgproc_http.routes.operations import healthz, metrics, readyz
 from imgproc_http.schemas import API_PREFIX
 from imgproc_http.security import BEARER_SCHEME, BearerAuthentication
@@ -62,6 +64,10 @@ USE_CASES: Final = (
     "get_download_url",
     "request_transform",
     "delete_image",
+    "create_link",
+    "list_links",
+    "revoke_link",
+    "open_link",
 )
 
 
@@ -200,12 +206,25 @@ def create_app(container: Container) -> Litestar:
         "readiness": _constant(readiness),
         "http_metrics": _constant(http_metrics),
         "blob_files": _constant(BlobFiles(container.blob_files())),
+        "link_delivery": _constant(
+            LinkDelivery(
+                container.blob_storage(),
+                container.get_image_metadata(),
+                settings.link_render_wait_seconds,
+                now,
+                http_metrics.links,
+                container.blob_files(),
+                settings.signed_url_ttl_seconds if settings.link_delivery == "redirect" else None,
+            )
+        ),
     }
 
-    api = Router(path=API_PREFIX, route_handlers=[register, login, ImagesController])
+    api = Router(
+        path=API_PREFIX, route_handlers=[register, login, ImagesController, LinksController]
+    )
 
     return Litestar(
-        route_handlers=[api, read_blob, healthz, readyz, metrics],
+        route_handlers=[api, read_blob, deliver, healthz, readyz, metrics],
         dependencies=dependencies,
         exception_handlers=exception_handlers(),
         # One guard: Litestar copies the route handler for every guard of every request.

@@ -8,6 +8,10 @@
 - ``imgproc_queue_depth``: jobs waiting in the queue table (or outbox);
 - ``imgproc_metrics_source_up``: 0 when the database could not be read for the two above
   (both come from the ``GetServiceStats`` use case, which ``imgproc stats`` shows too);
+- delivery links: ``imgproc_link_hits_total{status}`` (304 among them),
+  ``imgproc_link_renders_total`` (derivatives queued by a link's first use),
+  ``imgproc_link_render_polls_total`` (reads of their state while readers wait) and
+  ``imgproc_link_render_wait_seconds`` (how long a reader waited for one);
 - with worker threads (the embedded profile), the job series of the container's job metrics:
   ``imgproc_jobs_total{outcome}``, ``imgproc_job_duration_seconds{format}``,
   ``imgproc_jobs_running``, ``imgproc_dead_letters_total{code}``.
@@ -29,7 +33,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from imgproc_core.domain import JobStatus
-from imgproc_core.use_cases import GetServiceStats, ServiceStatsQuery
+from imgproc_core.use_cases import DELIVERY_PATH, GetServiceStats, ServiceStatsQuery
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +70,35 @@ class JobsCollector(Collector):
         yield up
 
 
+#: Seconds a link's reader may wait for a render: up to the longest wait the settings allow.
+RENDER_WAIT_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 60.0)
+
+
+class LinkMetrics:
+    """What delivery links do: hits by status, renders on the fly, the waits for them."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.hits = Counter(
+            "imgproc_link_hits", "Requests of delivery links", ("status",), registry=registry
+        )
+        self.renders = Counter(
+            "imgproc_link_renders",
+            "Derivatives queued by the first use of a delivery link",
+            registry=registry,
+        )
+        self.render_polls = Counter(
+            "imgproc_link_render_polls",
+            "Reads of a derivative's state while its delivery link's readers wait for it",
+            registry=registry,
+        )
+        self.render_wait = Histogram(
+            "imgproc_link_render_wait_seconds",
+            "Time a delivery link's reader waited for its derivative",
+            buckets=RENDER_WAIT_BUCKETS,
+            registry=registry,
+        )
+
+
 class HttpMetrics:
     """The app's registry and request metrics; :meth:`middleware` records every request."""
 
@@ -85,6 +118,7 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.links = LinkMetrics(self.registry)
         if get_service_stats is not None:
             self.registry.register(JobsCollector(get_service_stats))
         #: The labelled series of each (route, method, status) seen, looked up once: the
@@ -107,6 +141,8 @@ class HttpMetrics:
         requests, latency = children
         requests.inc()
         latency.observe(seconds)
+        if route.startswith(f"{DELIVERY_PATH}/"):
+            self.links.hits.labels(str(status)).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -46,6 +46,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from imgproc_core.domain import User
 from imgproc_core.domain.errors import DependencyUnavailable, RateLimited
+from imgproc_core.domain.limits import user_rate_key
 from imgproc_core.ports import RateLimit, RateLimitDecision, RateLimiter
 from imgproc_core.settings import SettingsError
 
@@ -148,7 +149,7 @@ class RateLimitGuard:
         if policy is None:
             return
         rate = self._policies[policy]
-        key = f"{policy}:{self._subject(connection, policy)}"
+        key = self._key(connection, policy)
         try:
             if self._in_process:
                 decision = self._limiter.hit(key, rate)
@@ -186,14 +187,14 @@ class RateLimitGuard:
             exc.message,
         )
 
-    def _subject(self, connection: ASGIConnection[Any, Any, Any, Any], policy: str) -> str:
+    def _key(self, connection: ASGIConnection[Any, Any, Any, Any], policy: str) -> str:
         if policy not in PER_ADDRESS_POLICIES:
             user = connection.scope.get("user")
             if isinstance(user, User):
-                return f"user:{user.id}"
+                return user_rate_key(policy, user.id)
         peer = connection.client.host if connection.client else None
         forwarded = connection.headers.get("x-forwarded-for")
-        return f"addr:{client_address(peer, forwarded, self._trusted)}"
+        return f"{policy}:addr:{client_address(peer, forwarded, self._trusted)}"
 
 
 def rate_limit_headers(decision: RateLimitDecision, rate: RateLimit) -> dict[str, str]:

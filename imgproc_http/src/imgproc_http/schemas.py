@@ -7,13 +7,13 @@ option silently ignored. Responses are built from domain objects here and nowher
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
 from imgproc_core.domain import Image, Page, Transformation, User
-from imgproc_core.domain.transformations import TransformationRequest
-from imgproc_core.use_cases import Session
+from imgproc_core.domain.transformations import FormatName, TransformationRequest
+from imgproc_core.use_cases import MAX_LINK_TTL_SECONDS, LinkView, Session
 
 API_PREFIX: Final = "/api/v1"
 #: Credentials and transformations are a few hundred bytes of JSON; only uploads are larger.
@@ -185,6 +185,69 @@ class TransformRequest(TransformationRequest, frozen=True, kw_only=True):
         """The fields the client gave, as the domain's parser reads them."""
         mapping: dict[str, Any] = msgspec.to_builtins(self)
         return mapping
+
+
+# -- delivery links ----------------------------------------------------------------------------
+
+
+class LinkTransformRequest(TransformRequest, frozen=True, kw_only=True):
+    """``POST /transform``'s body, where ``format`` may also be ``auto``: the reader's
+    ``Accept`` chooses (AVIF, else WebP, else JPEG, or PNG for a source with transparency)."""
+
+    format: FormatName | Literal["auto"] | None = None  # type: ignore[assignment]
+
+    def auto_format(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the format is ``auto``, and the other fields, as the domain's parser reads
+        them."""
+        mapping = self.to_mapping()
+        auto = mapping.get("format") == "auto"
+        if auto:
+            del mapping["format"]
+        nested = mapping.get("transformations")
+        if isinstance(nested, dict) and nested.get("format") == "auto":
+            auto = True
+            del nested["format"]
+        return auto, mapping
+
+
+class LinkRequest(_Request, frozen=True, kw_only=True):
+    """A link to the image itself (no ``transformation``) or to one transformation of it (the
+    same body as ``POST /transform``), for ``expires_in`` seconds or until revoked."""
+
+    transformation: LinkTransformRequest | None = None
+    expires_in: Annotated[int, msgspec.Meta(ge=1, le=MAX_LINK_TTL_SECONDS)] | None = None
+
+
+class LinkOut(_Response, frozen=True):
+    """A delivery link: ``url`` needs no credential, and is the same for as long as the link
+    lives."""
+
+    id: str
+    url: str
+    image_id: str
+    transformation: Transformation | None
+    expires_at: datetime | None
+    created_at: datetime
+    #: The output format follows each reader's ``Accept`` (``"format": "auto"``).
+    auto_format: bool
+
+    @classmethod
+    def from_view(cls, link: LinkView) -> LinkOut:
+        return cls(
+            id=link.id,
+            url=link.url,
+            image_id=link.image_id,
+            transformation=link.transformation,
+            expires_at=link.expires_at,
+            created_at=link.created_at,
+            auto_format=link.auto_format,
+        )
+
+
+class LinkList(_Response, frozen=True):
+    """An image's links, oldest first."""
+
+    items: list[LinkOut]
 
 
 # -- operations --------------------------------------------------------------------------------

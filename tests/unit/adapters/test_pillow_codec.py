@@ -677,3 +677,20 @@ def test_a_long_text_shrinks_to_fit(codec: PillowImageCodec, hopper_png: bytes) 
     assert left >= margin - 1
     assert right <= 128 - margin + 1
     assert right - left > 128 / 2
+
+
+@pytest.mark.parametrize(
+    ("name", "transparent"),
+    [
+        ("basn6a08.png", True),  # RGBA
+        ("tbbn3p08.png", True),  # a palette with a transparent entry
+        ("tbrn2c08.png", True),  # RGB with a colour key
+        ("basn2c08.png", False),
+        ("basn0g08.png", False),
+    ],
+)
+def test_the_probe_says_whether_an_image_may_be_transparent(
+    corpus_dir: Path, name: str, transparent: bool
+) -> None:
+    data = (corpus_dir / "pngsuite" / name).read_bytes()
+    assert PillowImageCodec().probe(data, Limits()).transparent is transparent

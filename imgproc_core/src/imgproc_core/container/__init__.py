@@ -16,6 +16,7 @@ use :func:`imgproc_core.testing.build_test_container`.
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import time
@@ -45,6 +46,7 @@ from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
     CheckReadiness,
+    CreateLink,
     DeleteImage,
     DisableUser,
     GetDownloadUrl,
@@ -55,17 +57,21 @@ from imgproc_core.use_cases import (
     JobPolicy,
     ListImages,
     ListJobs,
+    ListLinks,
     ListUserImages,
     ListUsers,
     LogIn,
+    OpenLink,
     ParkMessage,
     ProcessTransformJob,
     PurgeUserImages,
     RegisterUser,
     RelayOutbox,
     RequestTransform,
+    ResolveLink,
     RetryFailedJobs,
     RetryJob,
+    RevokeLink,
     RunJob,
     RunNextJob,
     UploadImage,
@@ -79,6 +85,7 @@ __all__ = [
     "Technology",
     "build_container",
     "chosen_technologies",
+    "link_signing_key",
 ]
 
 #: How many outbox rows a relay claims, publishes and acknowledges at once.
@@ -87,6 +94,14 @@ RELAY_BATCH_SIZE: Final = 100
 #: A technology's container class. Each takes ``settings`` and ``clock`` and provides what its
 #: slot of :class:`Container` names.
 Technology = type[containers.DeclarativeContainer]
+
+
+def link_signing_key(settings: Settings) -> bytes:
+    """The key that signs delivery links: its own setting, or one derived from the JWT secret
+    (apart from the one that signs local blob URLs), so that one strong secret is enough."""
+    if settings.link_signing_secret:
+        return settings.link_signing_secret.encode()
+    return hashlib.sha256(b"imgproc-link-signing\x00" + settings.jwt_secret.encode()).digest()
 
 
 class QueueTable(containers.DeclarativeContainer):
@@ -314,6 +329,35 @@ class Container(containers.DeclarativeContainer):
     )
     get_outbox_backlog = providers.Singleton(
         GetOutboxBacklog, uow_factory=unit_of_work.provider, clock=clock
+    )
+
+    # -- delivery links ------------------------------------------------------------------------
+    link_signing_key: providers.Provider[bytes] = providers.Callable(link_signing_key, settings)
+    create_link = providers.Singleton(
+        CreateLink,
+        uow_factory=unit_of_work.provider,
+        clock=clock,
+        limits=limits,
+        key=link_signing_key,
+        base_url=settings.provided.public_base_url,
+    )
+    list_links = providers.Singleton(
+        ListLinks,
+        uow_factory=unit_of_work.provider,
+        key=link_signing_key,
+        base_url=settings.provided.public_base_url,
+    )
+    revoke_link = providers.Singleton(RevokeLink, uow_factory=unit_of_work.provider)
+    resolve_link = providers.Singleton(
+        ResolveLink, uow_factory=unit_of_work.provider, clock=clock, key=link_signing_key
+    )
+    open_link = providers.Singleton(
+        OpenLink,
+        uow_factory=unit_of_work.provider,
+        resolve=resolve_link,
+        request_transform=request_transform,
+        rate_limiter=rate_limiter,
+        transform_rate=settings.provided.transform_rate,
     )
 
     # -- operators' use cases (the command line) -----------------------------------------------

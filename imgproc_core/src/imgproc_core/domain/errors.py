@@ -139,6 +139,13 @@ class UserNotFound(NotFound):
     code = "user_not_found"
 
 
+class LinkNotFound(NotFound):
+    """Unknown, revoked or expired link, someone else's, or one whose image is gone: the
+    reader cannot tell which."""
+
+    code = "link_not_found"
+
+
 class JobNotFound(NotFound):
     code = "job_not_found"
 

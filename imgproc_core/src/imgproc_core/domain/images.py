@@ -44,6 +44,8 @@ class Image:
     failure_reason: str | None = None
     frames: int = 1
     attempts: int = field(default=0)
+    #: The original may have transparent pixels (read from its bytes at upload).
+    transparent: bool = False
 
     @property
     def is_transformed(self) -> bool:

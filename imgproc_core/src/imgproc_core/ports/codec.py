@@ -17,6 +17,9 @@ class ImageInfo:
     width: int
     height: int
     frames: int = 1
+    #: Whether the image may have transparent pixels (an alpha channel, or a transparent
+    #: palette entry or colour key): what ``"format": "auto"`` keeps by choosing PNG over JPEG.
+    transparent: bool = False
 
 
 @dataclass(frozen=True, slots=True)

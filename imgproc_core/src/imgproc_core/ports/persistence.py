@@ -10,6 +10,7 @@ from typing import Protocol, Self
 
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.links import Link
 from imgproc_core.domain.users import User
 
 
@@ -132,12 +133,36 @@ class JobQueue(Protocol):
         ...
 
 
+class LinkRepository(Protocol):
+    """Delivery links. Deleting an image deletes its links, in the same transaction."""
+
+    def add(self, link: Link) -> None:
+        """Add a new link; :class:`~imgproc_core.domain.errors.Conflict` if its id is taken."""
+        ...
+
+    def get(self, link_id: str) -> Link | None: ...
+
+    def get_with_image(self, link_id: str) -> tuple[Link, Image] | None:
+        """The link and the image it serves, read at once (every use of a link asks for
+        both); None when there is no such link."""
+        ...
+
+    def list_for_image(self, image_id: str) -> Sequence[Link]:
+        """The image's links, oldest first, then by id."""
+        ...
+
+    def delete(self, link_id: str) -> bool:
+        """Remove the link; whether there was one."""
+        ...
+
+
 class UnitOfWork(Protocol):
-    """One transaction over users, images and jobs. Leaving the ``with`` block without
+    """One transaction over users, images, links and jobs. Leaving the ``with`` block without
     :meth:`commit` rolls back."""
 
     users: UserRepository
     images: ImageRepository
+    links: LinkRepository
     jobs: JobQueue
 
     def __enter__(self) -> Self: ...

@@ -143,6 +143,7 @@ class UploadImage:
             width=info.width,
             height=info.height,
             frames=info.frames,
+            transparent=info.transparent,
             status=JobStatus.READY,
             created_at=now,
             updated_at=now,

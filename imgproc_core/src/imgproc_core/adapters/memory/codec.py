@@ -33,11 +33,14 @@ class _FakeImage(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     width: int
     height: int
     frames: int = 1
+    transparent: bool = False
 
 
-def fake_image_bytes(format: str, width: int, height: int, frames: int = 1) -> bytes:
+def fake_image_bytes(
+    format: str, width: int, height: int, frames: int = 1, *, transparent: bool = False
+) -> bytes:
     """The bytes of a fake image that :class:`InMemoryImageCodec` reads."""
-    return MAGIC + msgspec.json.encode(_FakeImage(format, width, height, frames))
+    return MAGIC + msgspec.json.encode(_FakeImage(format, width, height, frames, transparent))
 
 
 class InMemoryImageCodec:
@@ -56,6 +59,7 @@ class InMemoryImageCodec:
             width=image.width,
             height=image.height,
             frames=image.frames,
+            transparent=image.transparent,
         )
 
     def transform(

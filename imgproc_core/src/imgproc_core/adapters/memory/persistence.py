@@ -31,12 +31,14 @@ import msgspec
 from imgproc_core.domain.errors import Conflict, ImageNotFound, UsernameTaken, UserNotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.links import Link
 from imgproc_core.domain.users import User
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.persistence import (
     ImageRepository,
     ImageTotals,
     JobQueue,
+    LinkRepository,
     UserRepository,
 )
 
@@ -69,6 +71,7 @@ class InMemoryDatabase:
         self.users: dict[str, User] = {}
         self.images: dict[str, Image] = {}
         self.jobs: dict[str, QueuedJob] = {}
+        self.links: dict[str, Link] = {}
         #: Jobs claimed by a unit of work that has not ended, and which one: the others skip
         #: them, as ``SELECT ... FOR UPDATE SKIP LOCKED`` would.
         self.job_locks: dict[str, object] = {}
@@ -146,6 +149,7 @@ class _Transaction:
         self.users = _StagedTable(database.users)
         self.images = _StagedTable(database.images)
         self.jobs = _StagedTable(database.jobs)
+        self.links = _StagedTable(database.links)
         self.claimed: set[str] = set()
 
     def lock_job(self, job_id: str) -> None:
@@ -166,6 +170,7 @@ class _Transaction:
                 raise
             self._apply(self.users, self.database.users, keep_existing_on_insert=False)
             self._apply(self.images, self.database.images, keep_existing_on_insert=False)
+            self._apply(self.links, self.database.links, keep_existing_on_insert=False)
             # Enqueueing is idempotent: a job committed meanwhile by someone else stays as is.
             self._apply(self.jobs, self.database.jobs, keep_existing_on_insert=True)
             self._end()
@@ -182,6 +187,7 @@ class _Transaction:
         self.users.clear()
         self.images.clear()
         self.jobs.clear()
+        self.links.clear()
 
     def _check_unique_keys(self) -> None:
         database = self.database
@@ -191,6 +197,9 @@ class _Transaction:
         for image_id in self.images.inserted:
             if image_id in database.images:
                 raise Conflict(f"an image with id {image_id} exists")
+        for link_id in self.links.inserted:
+            if link_id in database.links:
+                raise Conflict(f"a link with id {link_id} exists")
         owners = {user.username: user.id for user in database.users.values()}
         for user_id, user in self.users.changes.items():
             previous = database.users.get(user_id)
@@ -299,6 +308,10 @@ class InMemoryImageRepository:
         with self._tx.database.lock:
             if self._tx.images.get(image_id) is not None:
                 self._tx.images.remove(image_id)
+                # As the links table's foreign key cascades.
+                for link in self._tx.links.rows():
+                    if link.image_id == image_id:
+                        self._tx.links.remove(link.id)
 
     def list_for_user(
         self, user_id: str, *, offset: int, limit: int, originals_only: bool = False
@@ -359,6 +372,48 @@ class InMemoryImageRepository:
     def _select(self, keep: Callable[[Image], bool]) -> list[Image]:
         with self._tx.database.lock:
             return [image for image in self._tx.images.rows() if keep(image)]
+
+
+class InMemoryLinkRepository:
+    """:class:`~imgproc_core.ports.LinkRepository` over one unit of work's view."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def add(self, link: Link) -> None:
+        _require_aware(link.created_at, *([link.expires_at] if link.expires_at else []))
+        with self._tx.database.lock:
+            if self._tx.links.get(link.id) is not None:
+                raise Conflict(f"a link with id {link.id} exists")
+            if self._tx.images.get(link.image_id) is None:
+                raise ImageNotFound(f"no image with id {link.image_id}")
+            self._tx.links.insert(link.id, replace(link))
+
+    def get(self, link_id: str) -> Link | None:
+        with self._tx.database.lock:
+            link = self._tx.links.get(link_id)
+        return None if link is None else replace(link)
+
+    def get_with_image(self, link_id: str) -> tuple[Link, Image] | None:
+        with self._tx.database.lock:
+            link = self._tx.links.get(link_id)
+            image = self._tx.images.get(link.image_id) if link is not None else None
+        if link is None or image is None:
+            return None
+        return replace(link), replace(image)
+
+    def list_for_image(self, image_id: str) -> Sequence[Link]:
+        with self._tx.database.lock:
+            found = [link for link in self._tx.links.rows() if link.image_id == image_id]
+        found.sort(key=lambda link: (link.created_at, link.id))
+        return [replace(link) for link in found]
+
+    def delete(self, link_id: str) -> bool:
+        with self._tx.database.lock:
+            if self._tx.links.get(link_id) is None:
+                return False
+            self._tx.links.remove(link_id)
+            return True
 
 
 class InMemoryJobQueue:
@@ -470,6 +525,7 @@ class InMemoryUnitOfWork:
         self.users: UserRepository = InMemoryUserRepository(self._tx)
         self.images: ImageRepository = InMemoryImageRepository(self._tx)
         self.jobs: JobQueue = InMemoryJobQueue(self._tx)
+        self.links: LinkRepository = InMemoryLinkRepository(self._tx)
 
     def __enter__(self) -> Self:
         self._tx.rollback()

@@ -37,6 +37,8 @@ from imgproc_core.domain.transformations import Transformation, Watermark, outpu
 from imgproc_core.ports.codec import EncodedImage, ImageInfo
 
 _WATERMARK: Final = "watermark image"
+#: Pillow's modes with an alpha channel.
+_ALPHA_MODES: Final = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 
 
 class PillowImageCodec:
@@ -63,6 +65,7 @@ class PillowImageCodec:
             width=width,
             height=height,
             frames=source.frames,
+            transparent=source.image.mode in _ALPHA_MODES or "transparency" in source.image.info,
         )
 
     def transform(

@@ -6,9 +6,10 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, UserRow
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.links import Link
 from imgproc_core.domain.transformations import Transformation, canonical_form
 from imgproc_core.domain.users import User
 
@@ -62,6 +63,7 @@ def copy_image_to_row(image: Image, row: ImageRow) -> None:
     row.width = image.width
     row.height = image.height
     row.frames = image.frames
+    row.transparent = image.transparent
     row.status = image.status.value
     row.transformation = (
         canonical_form(image.transformation).decode() if image.transformation is not None else None
@@ -95,4 +97,29 @@ def image_from_row(row: ImageRow) -> Image:
         failure_reason=row.failure_reason,
         frames=row.frames,
         attempts=row.attempts,
+        transparent=row.transparent,
+    )
+
+
+def link_to_row(link: Link) -> LinkRow:
+    return LinkRow(
+        id=link.id,
+        user_id=link.user_id,
+        image_id=link.image_id,
+        transformation=link.transformation,
+        created_at=utc(link.created_at),
+        expires_at=utc(link.expires_at) if link.expires_at is not None else None,
+        auto_format=link.auto_format,
+    )
+
+
+def link_from_row(row: LinkRow) -> Link:
+    return Link(
+        id=row.id,
+        user_id=row.user_id,
+        image_id=row.image_id,
+        transformation=row.transformation,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+        auto_format=row.auto_format,
     )

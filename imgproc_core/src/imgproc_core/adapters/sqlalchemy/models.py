@@ -106,6 +106,7 @@ class ImageRow(Base):
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     frames: Mapped[int] = mapped_column(Integer, default=1)
+    transparent: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(16))
     # The canonical JSON of the transformation: the same bytes its derived id was hashed from.
     transformation: Mapped[str | None] = mapped_column(Text)
@@ -146,3 +147,21 @@ class JobRow(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime())
 
     __table_args__ = (Index("ix_job_queue_due_at", "due_at"),)
+
+
+class LinkRow(Base):
+    """A delivery link. Deleting its image (or the image's owner) deletes it: a link never
+    outlives what it serves."""
+
+    __tablename__ = "links"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    image_id: Mapped[str] = mapped_column(String(ID_LENGTH), reference("images.id"))
+    # The transformation as the owner wrote it (JSON); NULL: the original.
+    transformation: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime())
+    auto_format: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (Index("ix_links_image_id_created_at", "image_id", "created_at"),)

@@ -13,13 +13,16 @@ from imgproc_core.adapters.sqlalchemy.mapping import (
     copy_user_to_row,
     image_from_row,
     image_to_row,
+    link_from_row,
+    link_to_row,
     user_from_row,
     user_to_row,
 )
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, UserRow
 from imgproc_core.domain.errors import ImageNotFound, UserNotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.links import Link
 from imgproc_core.domain.users import User
 from imgproc_core.ports.persistence import ImageTotals
 
@@ -177,3 +180,46 @@ class SqlAlchemyImageRepository:
             derived_bytes=derived_bytes,
             derived_by_status=by_status,
         )
+
+
+class SqlAlchemyLinkRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def add(self, link: Link) -> None:
+        with translated_errors():
+            if self._session.get(ImageRow, link.image_id) is None:
+                raise ImageNotFound(f"no image with id {link.image_id}")
+            self._session.add(link_to_row(link))
+            self._session.flush()
+
+    def get(self, link_id: str) -> Link | None:
+        with translated_errors():
+            row = self._session.get(LinkRow, link_id)
+        return link_from_row(row) if row is not None else None
+
+    def get_with_image(self, link_id: str) -> tuple[Link, Image] | None:
+        with translated_errors():
+            found = self._session.execute(
+                select(LinkRow, ImageRow)
+                .join(ImageRow, ImageRow.id == LinkRow.image_id)
+                .where(LinkRow.id == link_id)
+            ).first()
+        if found is None:
+            return None
+        link_row, image_row = found
+        return link_from_row(link_row), image_from_row(image_row)
+
+    def list_for_image(self, image_id: str) -> Sequence[Link]:
+        with translated_errors():
+            rows = self._session.scalars(
+                select(LinkRow)
+                .where(LinkRow.image_id == image_id)
+                .order_by(LinkRow.created_at, LinkRow.id)
+            ).all()
+        return [link_from_row(row) for row in rows]
+
+    def delete(self, link_id: str) -> bool:
+        with translated_errors():
+            result = self._session.execute(delete(LinkRow).where(LinkRow.id == link_id))
+        return bool(getattr(result, "rowcount", 0))

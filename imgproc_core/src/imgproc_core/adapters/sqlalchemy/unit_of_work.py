@@ -13,10 +13,16 @@ from imgproc_core.adapters.sqlalchemy.errors import translated_errors
 from imgproc_core.adapters.sqlalchemy.queue import SqlAlchemyJobQueue
 from imgproc_core.adapters.sqlalchemy.repositories import (
     SqlAlchemyImageRepository,
+    SqlAlchemyLinkRepository,
     SqlAlchemyUserRepository,
 )
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.persistence import ImageRepository, JobQueue, UserRepository
+from imgproc_core.ports.persistence import (
+    ImageRepository,
+    JobQueue,
+    LinkRepository,
+    UserRepository,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +35,7 @@ class SqlAlchemyUnitOfWork:
 
     users: UserRepository
     images: ImageRepository
+    links: LinkRepository
     jobs: JobQueue
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
@@ -43,6 +50,7 @@ class SqlAlchemyUnitOfWork:
         self._session = session
         self.users = SqlAlchemyUserRepository(session)
         self.images = SqlAlchemyImageRepository(session)
+        self.links = SqlAlchemyLinkRepository(session)
         self.jobs = SqlAlchemyJobQueue(session, self._clock)
         return self
 
