@@ -24,6 +24,7 @@ from imgproc_cli.app import app
 from imgproc_core.container import Container, build_container
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
+from imgproc_core.domain.presets import PresetReference
 from imgproc_core.domain.transformations import Transformation
 from imgproc_core.settings import ENV_PREFIX, Settings
 from imgproc_core.use_cases import (
@@ -118,7 +119,7 @@ class ServiceSide:
         image: Image = self.container.upload_image()(command)
         return image
 
-    def request(self, source: Image, transformation: Transformation) -> Image:
+    def request(self, source: Image, transformation: Transformation | PresetReference) -> Image:
         command = RequestTransformCommand(source.user_id, source.id, transformation)
         image: Image = self.container.request_transform()(command)
         return image

@@ -110,6 +110,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: 503 with ``Retry-After``.
     link_render_wait_seconds: Annotated[float, msgspec.Meta(ge=0, le=60)] = 10.0
 
+    # -- presets -------------------------------------------------------------------------------
+    #: Render the service's presets only (``{"preset": NAME}``): a transformation written out,
+    #: and a user's own preset, are refused with 422 ``presets_only``.
+    presets_only: bool = False
+
     # -- limits --------------------------------------------------------------------------------
     max_upload_bytes: Positive = Limits().max_upload_bytes
     max_pixels: Positive = Limits().max_pixels

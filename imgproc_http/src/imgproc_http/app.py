@@ -40,6 +40,7 @@ from imgproc_http.routes.delivery import LinkDelivery, deliver
 from imgproc_http.routes.images import ImagesController
 from imgproc_http.routes.links import LinksController
 from imgproc_http.routes.operations import healthz, metrics, readyz
+from imgproc_http.routes.presets import PresetsController
 from imgproc_http.schemas import API_PREFIX
 from imgproc_http.security import BEARER_SCHEME, BearerAuthentication
 from imgproc_http.workers import EmbeddedWorkers, JobSignal, JobStep
@@ -68,6 +69,10 @@ USE_CASES: Final = (
     "list_links",
     "revoke_link",
     "open_link",
+    "put_preset",
+    "list_presets",
+    "get_preset",
+    "delete_preset",
 )
 
 
@@ -220,7 +225,8 @@ def create_app(container: Container) -> Litestar:
     }
 
     api = Router(
-        path=API_PREFIX, route_handlers=[register, login, ImagesController, LinksController]
+        path=API_PREFIX,
+        route_handlers=[register, login, ImagesController, LinksController, PresetsController],
     )
 
     return Litestar(

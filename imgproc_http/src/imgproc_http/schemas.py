@@ -12,8 +12,9 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from imgproc_core.domain import Image, Page, Transformation, User
+from imgproc_core.domain.presets import PRESET_NAME_PATTERN, Preset
 from imgproc_core.domain.transformations import FormatName, TransformationRequest
-from imgproc_core.use_cases import MAX_LINK_TTL_SECONDS, LinkView, Session
+from imgproc_core.use_cases import MAX_LINK_TTL_SECONDS, LinkView, Session, Upload
 
 API_PREFIX: Final = "/api/v1"
 #: Credentials and transformations are a few hundred bytes of JSON; only uploads are larger.
@@ -176,15 +177,84 @@ class ImagePage(_Response, frozen=True):
 # -- transformations ---------------------------------------------------------------------------
 
 
+#: A preset's name: 1 to 64 of a-z, 0-9, ``_`` and ``-``.
+PresetName = Annotated[str, msgspec.Meta(pattern=f"^{PRESET_NAME_PATTERN.pattern}$", max_length=64)]
+
+
 class TransformRequest(TransformationRequest, frozen=True, kw_only=True):
-    """The flat shape, or the same fields inside ``{"transformations": {...}}``, not both."""
+    """The flat shape, or the same fields inside ``{"transformations": {...}}``, not both; or
+    ``{"preset": NAME}`` alone, for a preset of the caller's or of the service's."""
 
     transformations: TransformationRequest | None = None
+    preset: PresetName | None = None
 
     def to_mapping(self) -> dict[str, Any]:
         """The fields the client gave, as the domain's parser reads them."""
         mapping: dict[str, Any] = msgspec.to_builtins(self)
         return mapping
+
+
+# -- presets -----------------------------------------------------------------------------------
+
+
+class PresetRequest(_Request, frozen=True, kw_only=True):
+    """A preset's transformation (the body of ``POST /transform``, without a preset of its
+    own); ``eager``: made for every upload of the caller's."""
+
+    transformation: TransformRequest
+    eager: bool = False
+
+
+class PresetOut(_Response, frozen=True):
+    """A preset: the caller's own (``scope`` ``user``) or the service's (``service``)."""
+
+    name: str
+    scope: Literal["user", "service"]
+    transformation: Transformation
+    eager: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def from_preset(cls, preset: Preset) -> PresetOut:
+        return cls(
+            name=preset.name,
+            scope="service" if preset.service_wide else "user",
+            transformation=preset.transformation,
+            eager=preset.eager,
+            created_at=preset.created_at,
+            updated_at=preset.updated_at,
+        )
+
+
+class PresetList(_Response, frozen=True):
+    """The caller's presets, then the service's, each by name."""
+
+    items: list[PresetOut]
+
+
+class VariantOut(_Response, frozen=True):
+    """A derivative an upload queued: for a preset it named, or an eager one of the user's."""
+
+    preset: str
+    id: str
+    status: str
+
+
+class UploadOut(ImageOut, frozen=True):
+    """The uploaded image, with the variants queued with it."""
+
+    variants: list[VariantOut] = msgspec.field(default_factory=list)
+
+    @classmethod
+    def from_upload(cls, upload: Upload, base_url: str) -> UploadOut:
+        image = ImageOut.from_image(upload.image, base_url)
+        fields = {name: getattr(image, name) for name in image.__struct_fields__}
+        variants = [
+            VariantOut(preset=v.preset, id=v.image.id, status=v.image.status.value)
+            for v in upload.variants
+        ]
+        return cls(**fields, variants=variants)
 
 
 # -- delivery links ----------------------------------------------------------------------------

@@ -48,16 +48,19 @@ from imgproc_core.use_cases import (
     CheckReadiness,
     CreateLink,
     DeleteImage,
+    DeletePreset,
     DisableUser,
     GetDownloadUrl,
     GetImageMetadata,
     GetOutboxBacklog,
+    GetPreset,
     GetServiceStats,
     GiveUpJob,
     JobPolicy,
     ListImages,
     ListJobs,
     ListLinks,
+    ListPresets,
     ListUserImages,
     ListUsers,
     LogIn,
@@ -65,6 +68,7 @@ from imgproc_core.use_cases import (
     ParkMessage,
     ProcessTransformJob,
     PurgeUserImages,
+    PutPreset,
     RegisterUser,
     RelayOutbox,
     RequestTransform,
@@ -262,6 +266,7 @@ class Container(containers.DeclarativeContainer):
         codec=codec,
         clock=clock,
         limits=limits,
+        presets_only=settings.provided.presets_only,
     )
     list_images = providers.Singleton(ListImages, uow_factory=unit_of_work.provider)
     get_image_metadata = providers.Singleton(GetImageMetadata, uow_factory=unit_of_work.provider)
@@ -275,7 +280,11 @@ class Container(containers.DeclarativeContainer):
         cache_margin_seconds=settings.provided.signed_url_cache_margin_seconds,
     )
     request_transform = providers.Singleton(
-        RequestTransform, uow_factory=unit_of_work.provider, clock=clock, limits=limits
+        RequestTransform,
+        uow_factory=unit_of_work.provider,
+        clock=clock,
+        limits=limits,
+        presets_only=settings.provided.presets_only,
     )
     process_transform_job = providers.Singleton(
         ProcessTransformJob,
@@ -340,6 +349,7 @@ class Container(containers.DeclarativeContainer):
         limits=limits,
         key=link_signing_key,
         base_url=settings.provided.public_base_url,
+        presets_only=settings.provided.presets_only,
     )
     list_links = providers.Singleton(
         ListLinks,
@@ -348,6 +358,15 @@ class Container(containers.DeclarativeContainer):
         base_url=settings.provided.public_base_url,
     )
     revoke_link = providers.Singleton(RevokeLink, uow_factory=unit_of_work.provider)
+    put_preset = providers.Singleton(
+        PutPreset,
+        uow_factory=unit_of_work.provider,
+        clock=clock,
+        presets_only=settings.provided.presets_only,
+    )
+    list_presets = providers.Singleton(ListPresets, uow_factory=unit_of_work.provider)
+    get_preset = providers.Singleton(GetPreset, uow_factory=unit_of_work.provider)
+    delete_preset = providers.Singleton(DeletePreset, uow_factory=unit_of_work.provider)
     resolve_link = providers.Singleton(
         ResolveLink, uow_factory=unit_of_work.provider, clock=clock, key=link_signing_key
     )

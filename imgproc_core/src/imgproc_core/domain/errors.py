@@ -58,6 +58,22 @@ class WatermarkNotFound(InvalidTransformation):
     code = "watermark_not_found"
 
 
+class UnknownPreset(InvalidTransformation):
+    """``{"preset": NAME}`` names no preset of the caller's nor of the service's."""
+
+    code = "unknown_preset"
+
+
+class PresetsOnly(InvalidTransformation):
+    """The service takes service-wide presets only (``IMGPROC_PRESETS_ONLY``)."""
+
+    code = "presets_only"
+
+
+class InvalidPresetName(InvalidInput):
+    code = "invalid_preset_name"
+
+
 # -- images that cannot be accepted --------------------------------------------------------------
 
 
@@ -144,6 +160,10 @@ class LinkNotFound(NotFound):
     reader cannot tell which."""
 
     code = "link_not_found"
+
+
+class PresetNotFound(NotFound):
+    code = "preset_not_found"
 
 
 class JobNotFound(NotFound):

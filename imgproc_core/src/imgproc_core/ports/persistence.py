@@ -11,6 +11,7 @@ from typing import Protocol, Self
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.links import Link
+from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.users import User
 
 
@@ -156,13 +157,43 @@ class LinkRepository(Protocol):
         ...
 
 
+class PresetRepository(Protocol):
+    """Named transformations: a user's own (``user_id`` set) and the service's (``user_id``
+    None), one of each name per owner."""
+
+    def put(self, preset: Preset) -> bool:
+        """Add the preset, or replace the one of its owner and name (keeping when that was
+        made); whether it is new. :class:`~imgproc_core.domain.errors.Conflict` when another
+        transaction added the same owner and name first."""
+        ...
+
+    def get(self, user_id: str | None, name: str) -> Preset | None:
+        """The preset of exactly that owner (None: the service's) and name."""
+        ...
+
+    def list(self, user_id: str | None) -> Sequence[Preset]:
+        """The owner's presets (None: the service's), by name."""
+        ...
+
+    def count(self, user_id: str) -> int: ...
+
+    def eager(self, user_id: str) -> Sequence[Preset]:
+        """The user's presets made for every upload, by name."""
+        ...
+
+    def delete(self, user_id: str | None, name: str) -> bool:
+        """Remove the preset; whether there was one."""
+        ...
+
+
 class UnitOfWork(Protocol):
-    """One transaction over users, images, links and jobs. Leaving the ``with`` block without
-    :meth:`commit` rolls back."""
+    """One transaction over users, images, links, presets and jobs. Leaving the ``with`` block
+    without :meth:`commit` rolls back."""
 
     users: UserRepository
     images: ImageRepository
     links: LinkRepository
+    presets: PresetRepository
     jobs: JobQueue
 
     def __enter__(self) -> Self: ...

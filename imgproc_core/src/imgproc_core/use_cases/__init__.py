@@ -38,6 +38,7 @@ from imgproc_core.use_cases.auth import (
 )
 from imgproc_core.use_cases.images import (
     MAX_PAGE_LIMIT,
+    MAX_VARIANTS,
     DeleteImage,
     Download,
     GetDownloadUrl,
@@ -46,8 +47,10 @@ from imgproc_core.use_cases.images import (
     ImageRemoval,
     ListImages,
     ListImagesQuery,
+    Upload,
     UploadImage,
     UploadImageCommand,
+    Variant,
     download_cache_key,
     owned_image,
 )
@@ -85,6 +88,17 @@ from imgproc_core.use_cases.pipeline import (
     render,
     render_original,
 )
+from imgproc_core.use_cases.presets import (
+    MAX_PRESETS_PER_USER,
+    DeletePreset,
+    GetPreset,
+    ListPresets,
+    PresetCommand,
+    PresetQuery,
+    PresetWritten,
+    PutPreset,
+    resolve_transformation,
+)
 from imgproc_core.use_cases.readiness import CheckReadiness, Dependency, ReadinessQuery
 from imgproc_core.use_cases.relay import GetOutboxBacklog, OutboxBacklog, RelayOutbox
 from imgproc_core.use_cases.retry_policy import (
@@ -114,6 +128,8 @@ __all__ = [
     "MAX_BACKOFF_SECONDS",
     "MAX_LINK_TTL_SECONDS",
     "MAX_PAGE_LIMIT",
+    "MAX_PRESETS_PER_USER",
+    "MAX_VARIANTS",
     "OUTAGE_BACKOFF_MAX_SECONDS",
     "Authenticate",
     "AuthenticateCommand",
@@ -124,6 +140,7 @@ __all__ = [
     "CreateLinkCommand",
     "Decision",
     "DeleteImage",
+    "DeletePreset",
     "Dependency",
     "DisableUser",
     "DisableUserCommand",
@@ -132,6 +149,7 @@ __all__ = [
     "GetDownloadUrl",
     "GetImageMetadata",
     "GetOutboxBacklog",
+    "GetPreset",
     "GetServiceStats",
     "GiveUpJob",
     "GiveUpJobCommand",
@@ -151,6 +169,7 @@ __all__ = [
     "ListJobs",
     "ListJobsQuery",
     "ListLinks",
+    "ListPresets",
     "ListUserImages",
     "ListUsers",
     "ListUsersQuery",
@@ -160,10 +179,14 @@ __all__ = [
     "OutboxBacklog",
     "ParkMessage",
     "ParkMessageCommand",
+    "PresetCommand",
+    "PresetQuery",
+    "PresetWritten",
     "ProcessTransformJob",
     "PurgeReport",
     "PurgeUserImages",
     "PurgeUserImagesCommand",
+    "PutPreset",
     "ReadinessQuery",
     "RegisterUser",
     "RegisterUserCommand",
@@ -187,9 +210,11 @@ __all__ = [
     "Session",
     "Sleep",
     "Step",
+    "Upload",
     "UploadImage",
     "UploadImageCommand",
     "UserImagesQuery",
+    "Variant",
     "admit_original",
     "classify",
     "derived_filename",
@@ -199,5 +224,6 @@ __all__ = [
     "plan_render",
     "render",
     "render_original",
+    "resolve_transformation",
     "user_named",
 ]

@@ -14,6 +14,7 @@ from imgproc_core.domain.errors import (
     ImageNotFound,
     ImageNotReady,
     ImageProcessingFailed,
+    InvalidInput,
 )
 from imgproc_core.domain.images import (
     Image,
@@ -25,18 +26,23 @@ from imgproc_core.domain.images import (
 )
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.limits import Limits
+from imgproc_core.domain.presets import PresetReference, check_preset_name
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
     ImageCodec,
     ImageRepository,
+    UnitOfWork,
     UnitOfWorkFactory,
     UrlCache,
 )
+from imgproc_core.use_cases.derivatives import queue_derivative
 from imgproc_core.use_cases.pipeline import admit_original
+from imgproc_core.use_cases.presets import resolve_transformation
 
 __all__ = [
     "MAX_PAGE_LIMIT",
+    "MAX_VARIANTS",
     "DeleteImage",
     "Download",
     "GetDownloadUrl",
@@ -45,8 +51,10 @@ __all__ = [
     "ImageRemoval",
     "ListImages",
     "ListImagesQuery",
+    "Upload",
     "UploadImage",
     "UploadImageCommand",
+    "Variant",
     "download_cache_key",
     "owned_image",
 ]
@@ -54,6 +62,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MAX_PAGE_LIMIT: Final = 100
+#: Variants one upload may ask for.
+MAX_VARIANTS: Final = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,22 @@ class UploadImageCommand:
     user_id: str
     filename: str | None
     data: bytes
+    #: Presets to make at once (their jobs written with the upload): names, as the form gives.
+    variants: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    """A derivative queued by an upload: for a preset it asked for, or an eager one."""
+
+    preset: str
+    image: Image
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    image: Image
+    variants: tuple[Variant, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,12 +132,17 @@ def download_cache_key(user_id: str, image_id: str) -> str:
 
 
 class UploadImage:
-    """Store an original image and record it.
+    """Store an original image and record it, with the variants it asks for.
 
     The bytes are checked (size, then type, pixels, frames and integrity by the codec: the
     render pipeline's first step, :func:`~imgproc_core.use_cases.pipeline.admit_original`)
     before anything is written. The blob is written first and the row second, so a row never points
     at missing bytes; if the row cannot be written, the blob is removed again.
+
+    Variants are presets made at once: those the upload names, then the user's eager presets.
+    Their rows and jobs are written in the same transaction as the upload's row. A variant
+    asked for that cannot be made (no such preset, or one that does not fit this image)
+    refuses the upload; an eager preset that does not fit this image is left out.
     """
 
     def __init__(
@@ -121,14 +152,21 @@ class UploadImage:
         codec: ImageCodec,
         clock: Clock,
         limits: Limits,
+        presets_only: bool = False,
     ) -> None:
         self._uow_factory = uow_factory
         self._storage = storage
         self._codec = codec
         self._clock = clock
         self._limits = limits
+        self._presets_only = presets_only
 
     def __call__(self, command: UploadImageCommand) -> Image:
+        return self.upload(command).image
+
+    def upload(self, command: UploadImageCommand) -> Upload:
+        """The upload and its variants."""
+        names = _variant_names(command.variants)
         info = admit_original(command.data, self._codec, self._limits)
         image_id = uuid.uuid4().hex
         now = self._clock.now()
@@ -152,6 +190,7 @@ class UploadImage:
         try:
             with self._uow_factory() as uow:
                 uow.images.add(image)
+                variants = self._variants(uow, image, names, now)
                 uow.commit()
         except BaseException:
             try:
@@ -161,7 +200,55 @@ class UploadImage:
                     "could not remove the blob %s of a failed upload", image.storage_key
                 )
             raise
-        return image
+        return Upload(image, variants)
+
+    def _variants(
+        self, uow: UnitOfWork, image: Image, names: Sequence[str], now: datetime
+    ) -> tuple[Variant, ...]:
+        made: dict[str, Variant] = {}
+        for name in names:
+            try:
+                transformation = resolve_transformation(
+                    uow.presets,
+                    image.user_id,
+                    PresetReference(name),
+                    presets_only=self._presets_only,
+                )
+                derived, _ = queue_derivative(
+                    uow, image, transformation, limits=self._limits, now=now
+                )
+            except InvalidInput as exc:
+                raise type(exc)(f"variant {name!r}: {exc.message}", "variants") from None
+            made.setdefault(derived.id, Variant(name, derived))
+        # A user's own presets do not apply in presets-only mode, eager ones neither.
+        eager = () if self._presets_only else uow.presets.eager(image.user_id)
+        for preset in eager:
+            try:
+                derived, _ = queue_derivative(
+                    uow, image, preset.transformation, limits=self._limits, now=now
+                )
+            except InvalidInput as exc:
+                logger.info("eager preset %r left out for image %s: %s", preset.name, image.id, exc)
+                continue
+            made.setdefault(derived.id, Variant(preset.name, derived))
+        return tuple(made.values())
+
+
+def _variant_names(variants: Sequence[str]) -> list[str]:
+    """The preset names of a ``variants`` field (each item may list several, comma-separated),
+    checked, each once, in order."""
+    names: list[str] = []
+    for item in variants:
+        for part in item.split(","):
+            name = part.strip()
+            if not name:
+                continue
+            check_preset_name(name, "variants")
+            if name not in names:
+                names.append(name)
+    if len(names) > MAX_VARIANTS:
+        raise InvalidInput(f"an upload asks for at most {MAX_VARIANTS} variants", "variants")
+    return names
 
 
 class ListImages:

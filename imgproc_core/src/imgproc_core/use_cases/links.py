@@ -25,6 +25,7 @@ from imgproc_core.domain.errors import (
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.limits import Limits, user_rate_key
 from imgproc_core.domain.links import Link, format_for_reader, link_id_of, link_token
+from imgproc_core.domain.presets import PresetReference
 from imgproc_core.domain.transformations import (
     Transformation,
     canonical_form,
@@ -32,9 +33,10 @@ from imgproc_core.domain.transformations import (
 )
 from imgproc_core.ports.cache import RateLimit, RateLimiter
 from imgproc_core.ports.clock import Clock
-from imgproc_core.ports.persistence import UnitOfWorkFactory
+from imgproc_core.ports.persistence import PresetRepository, UnitOfWorkFactory
 from imgproc_core.use_cases.images import owned_image
 from imgproc_core.use_cases.pipeline import plan_render
+from imgproc_core.use_cases.presets import resolve_transformation
 from imgproc_core.use_cases.transforms import RequestTransform, RequestTransformCommand
 
 __all__ = [
@@ -66,7 +68,7 @@ class CreateLinkCommand:
     user_id: str
     image_id: str
     #: None: the image itself.
-    transformation: Transformation | None = None
+    transformation: Transformation | PresetReference | None = None
     #: Seconds from now; None: until revoked.
     expires_in: int | None = None
     #: ``"format": "auto"``: each reader gets the format its ``Accept`` prefers
@@ -149,11 +151,13 @@ class CreateLink(_Links):
         limits: Limits,
         key: bytes,
         base_url: str,
+        presets_only: bool = False,
     ) -> None:
         super().__init__(key, base_url)
         self._uow_factory = uow_factory
         self._clock = clock
         self._limits = limits
+        self._presets_only = presets_only
 
     def __call__(self, command: CreateLinkCommand) -> LinkView:
         expires_in = command.expires_in
@@ -161,16 +165,10 @@ class CreateLink(_Links):
             raise InvalidInput(
                 f"expires_in is between 1 and {MAX_LINK_TTL_SECONDS} seconds", "expires_in"
             )
-        transformation = command.transformation
-        if command.auto_format:
-            transformation = msgspec.structs.replace(
-                transformation or Transformation(), format=None
-            )
-        elif transformation is not None and transformation.is_identity:
-            transformation = None
         now = self._clock.now()
         with self._uow_factory() as uow:
             image = owned_image(uow.images, command.user_id, command.image_id)
+            transformation = self._transformation(uow.presets, command)
             if transformation is not None:
                 if image.is_transformed:
                     raise InvalidTransformation(
@@ -198,6 +196,23 @@ class CreateLink(_Links):
             uow.links.add(link)
             uow.commit()
         return self.view(link)
+
+    def _transformation(
+        self, presets: PresetRepository, command: CreateLinkCommand
+    ) -> Transformation | None:
+        """What the link will apply, a preset resolved now (the link is pinned to what it
+        names today); None for the image itself."""
+        spec = command.transformation
+        if spec is None and command.auto_format:
+            spec = Transformation()
+        if spec is None:
+            return None
+        transformation = resolve_transformation(
+            presets, command.user_id, spec, presets_only=self._presets_only
+        )
+        if command.auto_format:
+            return msgspec.structs.replace(transformation, format=None)
+        return None if transformation.is_identity else transformation
 
 
 class ListLinks(_Links):
@@ -309,7 +324,7 @@ class OpenLink:
                 "the link's owner has asked for too many transformations; try again later",
                 decision.retry_after,
             )
-        derived = self._request_transform(
+        derived = self._request_transform.resolved(
             RequestTransformCommand(link.user_id, source.id, transformation)
         )
         return LinkTarget(link=link, image=derived, render_started=True)

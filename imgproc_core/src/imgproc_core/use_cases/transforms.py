@@ -12,13 +12,12 @@ from imgproc_core.domain.errors import (
     Conflict,
     ImageRejected,
     InvalidTransformation,
-    WatermarkNotFound,
 )
-from imgproc_core.domain.formats import ANIMATED_FORMATS, EXTENSIONS, MEDIA_TYPES
-from imgproc_core.domain.images import Image, derivative_key, sanitize_filename
+from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.limits import Limits
-from imgproc_core.domain.transformations import Transformation, derived_image_id
+from imgproc_core.domain.presets import PresetReference
+from imgproc_core.domain.transformations import Transformation
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
@@ -27,8 +26,10 @@ from imgproc_core.ports import (
     ImageRepository,
     UnitOfWorkFactory,
 )
+from imgproc_core.use_cases.derivatives import derived_filename, queue_derivative
 from imgproc_core.use_cases.images import owned_image
-from imgproc_core.use_cases.pipeline import RenderPlan, plan_render, render
+from imgproc_core.use_cases.pipeline import render
+from imgproc_core.use_cases.presets import resolve_transformation
 
 __all__ = [
     "JobOutcome",
@@ -46,7 +47,7 @@ logger = logging.getLogger(__name__)
 class RequestTransformCommand:
     user_id: str
     image_id: str
-    transformation: Transformation
+    transformation: Transformation | PresetReference
 
 
 class JobOutcomeStatus(StrEnum):
@@ -69,14 +70,6 @@ class JobOutcome:
     image: Image | None
 
 
-def derived_filename(source_filename: str, output_format: str) -> str:
-    """The source's filename with the output format's extension."""
-    stem, dot, _ = source_filename.rpartition(".")
-    return sanitize_filename(
-        f"{stem if dot else source_filename}.{EXTENSIONS[output_format]}", output_format
-    )
-
-
 class RequestTransform:
     """Record a derived image of one of the caller's originals and queue the job that renders it.
 
@@ -84,51 +77,53 @@ class RequestTransform:
     derivatives would live outside the original's folder and outlive its deletion. Asking to
     transform a derivative is refused with :class:`InvalidTransformation`.
 
-    Everything that can be known from the source's recorded size is checked now (the render
-    pipeline's plan: crop inside the source, output within the limits; and a watermark image of
-    the caller's own), so a job only fails for what the bytes alone reveal.
-
-    The derived image's id is a hash of the source id and the resolved transformation, which
-    makes the request idempotent: asking again returns the same entry, unchanged, and queues
-    nothing. The image row and its job are written in one transaction, so neither exists
-    without the other.
+    ``{"preset": NAME}`` is resolved first, the caller's preset before the service's (only the
+    service's with ``presets_only``, which refuses any other transformation). The derived
+    image's id is a hash of the source id and the resolved transformation, which makes the
+    request idempotent: asking again, or through a preset that says the same, returns the same
+    entry, unchanged, and queues nothing. The image row and its job are written in one
+    transaction, so neither exists without the other.
     """
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock, limits: Limits) -> None:
+    def __init__(
+        self,
+        uow_factory: UnitOfWorkFactory,
+        clock: Clock,
+        limits: Limits,
+        presets_only: bool = False,
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
         self._limits = limits
+        self._presets_only = presets_only
 
     def __call__(self, command: RequestTransformCommand) -> Image:
-        if command.transformation.is_identity:
-            raise InvalidTransformation("ask for at least one transformation")
+        return self._request(command, vetted=False)
+
+    def resolved(self, command: RequestTransformCommand) -> Image:
+        """The same, for a transformation the service took before (a delivery link's, pinned
+        when the link was made): no preset rule applies again."""
+        return self._request(command, vetted=True)
+
+    def _request(self, command: RequestTransformCommand, *, vetted: bool) -> Image:
         image_id: str | None = None
         try:
             with self._uow_factory() as uow:
                 source = owned_image(uow.images, command.user_id, command.image_id)
-                if source.is_transformed:
-                    raise InvalidTransformation(
-                        f"image {source.id} is a derived image; transform its original "
-                        f"{source.source_id} instead"
+                transformation = command.transformation
+                if not vetted or isinstance(transformation, PresetReference):
+                    transformation = resolve_transformation(
+                        uow.presets,
+                        command.user_id,
+                        transformation,
+                        presets_only=self._presets_only,
                     )
-                plan = plan_render(
-                    command.transformation,
-                    source_format=source.format,
-                    width=source.width,
-                    height=source.height,
-                    limits=self._limits,
+                image, created = queue_derivative(
+                    uow, source, transformation, limits=self._limits, now=self._clock.now()
                 )
-                self._check_watermark(uow.images, command.user_id, plan.transformation)
-                image_id = derived_image_id(source.id, plan.transformation)
-                existing = uow.images.get(image_id)
-                if existing is not None:
-                    return existing
-                image = self._derived(source, image_id, plan)
-                uow.images.add(image)
-                uow.jobs.enqueue(
-                    TransformJob(image_id=image.id, source_id=source.id, user_id=source.user_id)
-                )
-                uow.commit()
+                image_id = image.id
+                if created:
+                    uow.commit()
                 return image
         except Conflict:
             if image_id is None:
@@ -139,45 +134,6 @@ class RequestTransform:
             if existing is None:
                 raise
             return existing
-
-    @staticmethod
-    def _check_watermark(
-        images: ImageRepository, user_id: str, transformation: Transformation
-    ) -> None:
-        watermark = transformation.watermark
-        if watermark is None or watermark.image_id is None:
-            return
-        mark = images.get(watermark.image_id)
-        if mark is None or mark.user_id != user_id:
-            raise WatermarkNotFound(
-                f"no image {watermark.image_id!r} to use as a watermark", "watermark.image_id"
-            )
-        if mark.status is not JobStatus.READY:
-            raise InvalidTransformation(
-                f"the watermark image {mark.id} is {mark.status.value}, not READY",
-                "watermark.image_id",
-            )
-
-    def _derived(self, source: Image, image_id: str, plan: RenderPlan) -> Image:
-        fmt = plan.transformation.output_format
-        now = self._clock.now()
-        return Image(
-            id=image_id,
-            user_id=source.user_id,
-            filename=derived_filename(source.filename, fmt),
-            storage_key=derivative_key(source.user_id, source.id, image_id, fmt),
-            mimetype=MEDIA_TYPES[fmt],
-            format=fmt,
-            size_bytes=0,
-            width=plan.width,
-            height=plan.height,
-            frames=source.frames if fmt in ANIMATED_FORMATS else 1,
-            status=JobStatus.PENDING,
-            created_at=now,
-            updated_at=now,
-            source_id=source.id,
-            transformation=plan.transformation,
-        )
 
 
 @dataclass(frozen=True, slots=True)

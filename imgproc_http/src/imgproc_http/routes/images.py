@@ -18,8 +18,9 @@ from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, MultipartBody, Parameter
 from litestar.response import Redirect
 
-from imgproc_core.domain import JobStatus, User, parse_transformation
+from imgproc_core.domain import JobStatus, User
 from imgproc_core.domain.errors import InvalidInput
+from imgproc_core.domain.presets import parse_transformation_or_preset
 from imgproc_core.use_cases import (
     MAX_PAGE_LIMIT,
     DeleteImage,
@@ -36,7 +37,13 @@ from imgproc_core.use_cases import (
 from imgproc_http.context import base_url, caller, job_signal
 from imgproc_http.errors import NOT_READY_RESPONSE, TOO_LARGE_CODE_OPT, problem_responses
 from imgproc_http.rate_limits import RATE_LIMIT_OPT
-from imgproc_http.schemas import JSON_BODY_LIMIT, ImageOut, ImagePage, TransformRequest
+from imgproc_http.schemas import (
+    JSON_BODY_LIMIT,
+    ImageOut,
+    ImagePage,
+    TransformRequest,
+    UploadOut,
+)
 from imgproc_http.security import AUTHENTICATED_OPT, BEARER_SCHEME
 
 PageNumber = Annotated[int, Parameter(ge=1, le=1_000_000, description="1-based page number")]
@@ -51,6 +58,8 @@ class UploadForm:
     sanitized, for display only)."""
 
     file: UploadFile
+    #: Presets to make at once, comma-separated: their jobs are written with the upload.
+    variants: str | None = None
 
 
 def _is_a_file(target: Any) -> bool:
@@ -91,14 +100,19 @@ class ImagesController(Controller):
         data: MultipartBody[UploadForm],
         request: Request[User, Any, Any],
         upload_image: NamedDependency[UploadImage],
-    ) -> ImageOut:
+    ) -> UploadOut:
         payload = data.file.file.read()
-        image = upload_image(
+        upload = upload_image.upload(
             UploadImageCommand(
-                user_id=caller(request).id, filename=data.file.filename, data=payload
+                user_id=caller(request).id,
+                filename=data.file.filename,
+                data=payload,
+                variants=(data.variants,) if data.variants else (),
             )
         )
-        return ImageOut.from_image(image, base_url(request))
+        if upload.variants:
+            job_signal(request).notify()
+        return UploadOut.from_upload(upload, base_url(request))
 
     @get(
         "/",
@@ -173,7 +187,7 @@ class ImagesController(Controller):
         request: Request[User, Any, Any],
         request_transform: NamedDependency[RequestTransform],
     ) -> ImageOut:
-        transformation = parse_transformation(data.to_mapping())
+        transformation = parse_transformation_or_preset(data.to_mapping())
         image = request_transform(
             RequestTransformCommand(
                 user_id=caller(request).id, image_id=image_id, transformation=transformation

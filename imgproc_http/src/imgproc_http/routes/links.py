@@ -10,7 +10,8 @@ from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
 
-from imgproc_core.domain import User, parse_transformation
+from imgproc_core.domain import User
+from imgproc_core.domain.presets import parse_transformation_or_preset
 from imgproc_core.use_cases import (
     CreateLink,
     CreateLinkCommand,
@@ -58,7 +59,7 @@ class LinksController(Controller):
         auto_format, transformation = False, None
         if data.transformation is not None:
             auto_format, fields = data.transformation.auto_format()
-            transformation = parse_transformation(fields) if fields else None
+            transformation = parse_transformation_or_preset(fields) if fields else None
         link = create_link(
             CreateLinkCommand(
                 user_id=caller(request).id,

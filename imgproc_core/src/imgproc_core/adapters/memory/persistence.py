@@ -32,6 +32,7 @@ from imgproc_core.domain.errors import Conflict, ImageNotFound, UsernameTaken, U
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.links import Link
+from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.users import User
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.persistence import (
@@ -39,6 +40,7 @@ from imgproc_core.ports.persistence import (
     ImageTotals,
     JobQueue,
     LinkRepository,
+    PresetRepository,
     UserRepository,
 )
 
@@ -72,6 +74,8 @@ class InMemoryDatabase:
         self.images: dict[str, Image] = {}
         self.jobs: dict[str, QueuedJob] = {}
         self.links: dict[str, Link] = {}
+        #: By ``preset_key(user_id, name)``.
+        self.presets: dict[str, Preset] = {}
         #: Jobs claimed by a unit of work that has not ended, and which one: the others skip
         #: them, as ``SELECT ... FOR UPDATE SKIP LOCKED`` would.
         self.job_locks: dict[str, object] = {}
@@ -150,6 +154,7 @@ class _Transaction:
         self.images = _StagedTable(database.images)
         self.jobs = _StagedTable(database.jobs)
         self.links = _StagedTable(database.links)
+        self.presets = _StagedTable(database.presets)
         self.claimed: set[str] = set()
 
     def lock_job(self, job_id: str) -> None:
@@ -171,6 +176,7 @@ class _Transaction:
             self._apply(self.users, self.database.users, keep_existing_on_insert=False)
             self._apply(self.images, self.database.images, keep_existing_on_insert=False)
             self._apply(self.links, self.database.links, keep_existing_on_insert=False)
+            self._apply(self.presets, self.database.presets, keep_existing_on_insert=False)
             # Enqueueing is idempotent: a job committed meanwhile by someone else stays as is.
             self._apply(self.jobs, self.database.jobs, keep_existing_on_insert=True)
             self._end()
@@ -188,6 +194,7 @@ class _Transaction:
         self.images.clear()
         self.jobs.clear()
         self.links.clear()
+        self.presets.clear()
 
     def _check_unique_keys(self) -> None:
         database = self.database
@@ -200,6 +207,9 @@ class _Transaction:
         for link_id in self.links.inserted:
             if link_id in database.links:
                 raise Conflict(f"a link with id {link_id} exists")
+        for key in self.presets.inserted:
+            if key in database.presets:
+                raise Conflict(f"a preset {key} exists")
         owners = {user.username: user.id for user in database.users.values()}
         for user_id, user in self.users.changes.items():
             previous = database.users.get(user_id)
@@ -416,6 +426,53 @@ class InMemoryLinkRepository:
             return True
 
 
+def _preset_key(user_id: str | None, name: str) -> str:
+    return f"{user_id or ''}/{name}"
+
+
+class InMemoryPresetRepository:
+    """:class:`~imgproc_core.ports.PresetRepository` over one unit of work's view."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def put(self, preset: Preset) -> bool:
+        _require_aware(preset.created_at, preset.updated_at)
+        key = _preset_key(preset.user_id, preset.name)
+        with self._tx.database.lock:
+            if preset.user_id is not None and self._tx.users.get(preset.user_id) is None:
+                raise UserNotFound(f"no user with id {preset.user_id}")
+            existing = self._tx.presets.get(key)
+            if existing is None:
+                self._tx.presets.insert(key, preset)
+                return True
+            self._tx.presets.write(key, replace(preset, created_at=existing.created_at))
+            return False
+
+    def get(self, user_id: str | None, name: str) -> Preset | None:
+        with self._tx.database.lock:
+            return self._tx.presets.get(_preset_key(user_id, name))
+
+    def list(self, user_id: str | None) -> Sequence[Preset]:
+        with self._tx.database.lock:
+            found = [preset for preset in self._tx.presets.rows() if preset.user_id == user_id]
+        return sorted(found, key=lambda preset: preset.name)
+
+    def count(self, user_id: str) -> int:
+        return len(self.list(user_id))
+
+    def eager(self, user_id: str) -> Sequence[Preset]:
+        return [preset for preset in self.list(user_id) if preset.eager]
+
+    def delete(self, user_id: str | None, name: str) -> bool:
+        key = _preset_key(user_id, name)
+        with self._tx.database.lock:
+            if self._tx.presets.get(key) is None:
+                return False
+            self._tx.presets.remove(key)
+            return True
+
+
 class InMemoryJobQueue:
     """:class:`~imgproc_core.ports.JobQueue` over one unit of work's view.
 
@@ -526,6 +583,7 @@ class InMemoryUnitOfWork:
         self.images: ImageRepository = InMemoryImageRepository(self._tx)
         self.jobs: JobQueue = InMemoryJobQueue(self._tx)
         self.links: LinkRepository = InMemoryLinkRepository(self._tx)
+        self.presets: PresetRepository = InMemoryPresetRepository(self._tx)
 
     def __enter__(self) -> Self:
         self._tx.rollback()

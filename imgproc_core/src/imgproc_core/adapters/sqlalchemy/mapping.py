@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, PresetRow, UserRow
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.links import Link
+from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.transformations import Transformation, canonical_form
 from imgproc_core.domain.users import User
 
@@ -122,4 +123,30 @@ def link_from_row(row: LinkRow) -> Link:
         created_at=row.created_at,
         expires_at=row.expires_at,
         auto_format=row.auto_format,
+    )
+
+
+#: The ``owner`` of the service's presets.
+SERVICE_OWNER = ""
+
+
+def preset_to_row(preset: Preset) -> PresetRow:
+    return PresetRow(
+        owner=preset.user_id if preset.user_id is not None else SERVICE_OWNER,
+        name=preset.name,
+        transformation=canonical_form(preset.transformation).decode(),
+        eager=preset.eager,
+        created_at=utc(preset.created_at),
+        updated_at=utc(preset.updated_at),
+    )
+
+
+def preset_from_row(row: PresetRow) -> Preset:
+    return Preset(
+        name=row.name,
+        transformation=_transformation_decoder.decode(row.transformation),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        user_id=row.owner if row.owner != SERVICE_OWNER else None,
+        eager=row.eager,
     )

@@ -38,6 +38,7 @@ NAMING_CONVENTION: Final = {
 USERNAME_CONSTRAINT: Final = "uq_users_username"
 
 ID_LENGTH: Final = 64
+PRESET_NAME_LENGTH: Final = 64
 
 
 def reference(column: str) -> ForeignKey:
@@ -165,3 +166,19 @@ class LinkRow(Base):
     auto_format: Mapped[bool] = mapped_column(Boolean, default=False)
 
     __table_args__ = (Index("ix_links_image_id_created_at", "image_id", "created_at"),)
+
+
+class PresetRow(Base):
+    """A named transformation. ``owner`` is its user's id, or empty for the service's: a key
+    column is never NULL, so one primary key keeps each owner's names unique on every
+    database."""
+
+    __tablename__ = "presets"
+
+    owner: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(PRESET_NAME_LENGTH), primary_key=True)
+    # The canonical form (JSON) of the transformation.
+    transformation: Mapped[str] = mapped_column(Text)
+    eager: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime())

@@ -4,25 +4,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.orm import Session
 
 from imgproc_core.adapters.sqlalchemy.errors import translated_errors
 from imgproc_core.adapters.sqlalchemy.mapping import (
+    SERVICE_OWNER,
     copy_image_to_row,
     copy_user_to_row,
     image_from_row,
     image_to_row,
     link_from_row,
     link_to_row,
+    preset_from_row,
+    preset_to_row,
     user_from_row,
     user_to_row,
 )
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, PresetRow, UserRow
 from imgproc_core.domain.errors import ImageNotFound, UserNotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.links import Link
+from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.users import User
 from imgproc_core.ports.persistence import ImageTotals
 
@@ -223,3 +227,62 @@ class SqlAlchemyLinkRepository:
         with translated_errors():
             result = self._session.execute(delete(LinkRow).where(LinkRow.id == link_id))
         return bool(getattr(result, "rowcount", 0))
+
+
+class SqlAlchemyPresetRepository:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def put(self, preset: Preset) -> bool:
+        row = preset_to_row(preset)
+        with translated_errors():
+            if row.owner != SERVICE_OWNER and self._session.get(UserRow, row.owner) is None:
+                raise UserNotFound(f"no user with id {row.owner}")
+            existing = self._session.get(PresetRow, (row.owner, row.name))
+            if existing is None:
+                self._session.add(row)
+            else:
+                existing.transformation = row.transformation
+                existing.eager = row.eager
+                existing.updated_at = row.updated_at
+        # Written at the next flush or the commit: a name another transaction took meanwhile
+        # is a Conflict then.
+        return existing is None
+
+    def get(self, user_id: str | None, name: str) -> Preset | None:
+        with translated_errors():
+            row = self._session.get(PresetRow, (_owner(user_id), name))
+        return preset_from_row(row) if row is not None else None
+
+    def list(self, user_id: str | None) -> Sequence[Preset]:
+        return self._select(PresetRow.owner == _owner(user_id))
+
+    def count(self, user_id: str) -> int:
+        with translated_errors():
+            return int(
+                self._session.scalar(
+                    select(func.count()).select_from(PresetRow).where(PresetRow.owner == user_id)
+                )
+                or 0
+            )
+
+    def eager(self, user_id: str) -> Sequence[Preset]:
+        return self._select(PresetRow.owner == user_id, PresetRow.eager.is_(True))
+
+    def delete(self, user_id: str | None, name: str) -> bool:
+        with translated_errors():
+            result = self._session.execute(
+                delete(PresetRow).where(PresetRow.owner == _owner(user_id), PresetRow.name == name)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    def _select(self, *conditions: ColumnElement[bool]) -> Sequence[Preset]:
+        with translated_errors():
+            rows = self._session.scalars(
+                select(PresetRow).where(*conditions).order_by(PresetRow.name)
+            ).all()
+        return [preset_from_row(row) for row in rows]
+
+
+def _owner(user_id: str | None) -> str:
+    return user_id if user_id is not None else SERVICE_OWNER

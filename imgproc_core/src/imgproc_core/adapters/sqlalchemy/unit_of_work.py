@@ -14,6 +14,7 @@ from imgproc_core.adapters.sqlalchemy.queue import SqlAlchemyJobQueue
 from imgproc_core.adapters.sqlalchemy.repositories import (
     SqlAlchemyImageRepository,
     SqlAlchemyLinkRepository,
+    SqlAlchemyPresetRepository,
     SqlAlchemyUserRepository,
 )
 from imgproc_core.ports.clock import Clock
@@ -21,6 +22,7 @@ from imgproc_core.ports.persistence import (
     ImageRepository,
     JobQueue,
     LinkRepository,
+    PresetRepository,
     UserRepository,
 )
 
@@ -36,6 +38,7 @@ class SqlAlchemyUnitOfWork:
     users: UserRepository
     images: ImageRepository
     links: LinkRepository
+    presets: PresetRepository
     jobs: JobQueue
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
@@ -51,6 +54,7 @@ class SqlAlchemyUnitOfWork:
         self.users = SqlAlchemyUserRepository(session)
         self.images = SqlAlchemyImageRepository(session)
         self.links = SqlAlchemyLinkRepository(session)
+        self.presets = SqlAlchemyPresetRepository(session)
         self.jobs = SqlAlchemyJobQueue(session, self._clock)
         return self
 
