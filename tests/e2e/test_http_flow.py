@@ -96,6 +96,35 @@ def render(
     return entry, decode(blob.content), blob
 
 
+def test_an_upload_with_two_variants_gets_both_rendered(live_api: Any, corpus_dir: Path) -> None:
+    headers = live_api.register()
+    for name, spec in (
+        ("thumb", {"resize": {"width": 120}, "format": "webp"}),
+        ("square", {"resize": {"width": 64, "height": 64, "fit": "cover"}, "format": "png"}),
+    ):
+        live_api.call(
+            "PUT", f"/presets/{name}", json={"transformation": spec}, headers=headers, expect=201
+        )
+    photo = corpus_dir / "pillow" / "flower.jpg"
+    files = {"file": (photo.name, photo.read_bytes(), "image/jpeg")}
+
+    answer = live_api.call(
+        "POST", "/images/", files=files, data={"variants": "thumb,square"}, headers=headers
+    )
+
+    assert answer.status_code == 201, answer.text
+    variants = {variant["preset"]: variant["id"] for variant in answer.json()["variants"]}
+    assert list(variants) == ["thumb", "square"]
+    thumb = live_api.wait_until_ready(variants["thumb"], headers)
+    square = live_api.wait_until_ready(variants["square"], headers)
+    assert (thumb["format"], thumb["width"], thumb["height"]) == ("webp", 120, 90)
+    assert (square["format"], square["width"], square["height"]) == ("png", 64, 64)
+    assert decode(live_api.download(variants["square"], headers).content).size == (64, 64)
+    # Asking through the preset again is the same derivative, already made.
+    again = live_api.transform(answer.json()["id"], {"preset": "thumb"}, headers)
+    assert (again["id"], again["status"]) == (variants["thumb"], "READY")
+
+
 @pytest.mark.parametrize(
     ("body", "size"),
     [
@@ -418,6 +447,14 @@ def test_openapi_documents_every_endpoint(api: Any) -> None:
         ("GET", "/api/v1/images/{image_id}/metadata"),
         ("POST", "/api/v1/images/{image_id}/transform"),
         ("DELETE", "/api/v1/images/{image_id}"),
+        ("POST", "/api/v1/images/{image_id}/links"),
+        ("GET", "/api/v1/images/{image_id}/links"),
+        ("DELETE", "/api/v1/links/{link_id}"),
+        ("GET", "/d/{token}"),
+        ("PUT", "/api/v1/presets/{name}"),
+        ("GET", "/api/v1/presets"),
+        ("GET", "/api/v1/presets/{name}"),
+        ("DELETE", "/api/v1/presets/{name}"),
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),

@@ -241,8 +241,9 @@ class VariantOut(_Response, frozen=True):
     status: str
 
 
-class UploadOut(ImageOut, frozen=True):
-    """The uploaded image, with the variants queued with it."""
+class UploadOut(ImageOut, frozen=True, omit_defaults=True):
+    """The uploaded image, with the variants queued with it; ``variants`` is left out when
+    there are none, so the answer is the image's metadata then."""
 
     variants: list[VariantOut] = msgspec.field(default_factory=list)
 

@@ -175,6 +175,11 @@ def test_an_upload_lists_the_variants_it_queued(
     assert (refused.status_code, refused.json()["field"]) == (422, "variants")
     listed = client.get(f"{BASE}/images", headers=alice).json()
     assert listed["total"] == 2 + 3  # two uploads, three variants; the refused upload: none
+    # Without variants, the answer is the image's metadata, as before presets.
+    bob = _user(client, "bob")
+    alone = _upload(client, bob).json()
+    assert "variants" not in alone
+    assert client.get(f"{BASE}/images/{alone['id']}/metadata", headers=bob).json() == alone
 
 
 def test_presets_only_refuses_what_is_not_a_service_preset() -> None:
