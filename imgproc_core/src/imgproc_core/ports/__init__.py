@@ -21,6 +21,7 @@ from imgproc_core.ports.persistence import (
     UnitOfWork,
     UnitOfWorkFactory,
     UserRepository,
+    WebhookRepository,
 )
 from imgproc_core.ports.storage import (
     MAX_URL_TTL_SECONDS,
@@ -59,5 +60,6 @@ __all__ = [
     "UnitOfWorkFactory",
     "UrlCache",
     "UserRepository",
+    "WebhookRepository",
     "check_signed_url",
 ]

@@ -13,6 +13,7 @@ from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.links import Link
 from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.users import User
+from imgproc_core.domain.webhook_records import DeliveryAttempt, WebhookDelivery, WebhookEndpoint
 
 
 class UserRepository(Protocol):
@@ -186,6 +187,48 @@ class PresetRepository(Protocol):
         ...
 
 
+class WebhookRepository(Protocol):
+    """A user's webhook endpoints, the deliveries of events to them (the events' outbox) and
+    the attempts at sending those. Deleting an endpoint deletes its deliveries and attempts."""
+
+    def add_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None: ...
+
+    def update_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        """Remove the endpoint and all it was sent; whether there was one."""
+        ...
+
+    def endpoints_of(self, user_id: str) -> Sequence[WebhookEndpoint]:
+        """The user's endpoints, oldest first."""
+        ...
+
+    def add_delivery(self, delivery: WebhookDelivery) -> None: ...
+
+    def get_delivery(self, delivery_id: str) -> WebhookDelivery | None: ...
+
+    def update_delivery(self, delivery: WebhookDelivery) -> None:
+        """Write the delivery back, and release its lease."""
+        ...
+
+    def claim_due(self, sender: str, lease_seconds: float, limit: int) -> Sequence[WebhookDelivery]:
+        """Lease up to ``limit`` pending deliveries due now, oldest due first, that no other
+        sender holds (``SKIP LOCKED``): each is sent by one sender at a time."""
+        ...
+
+    def add_attempt(self, attempt: DeliveryAttempt) -> None: ...
+
+    def attempts_of(self, endpoint_id: str, limit: int) -> Sequence[DeliveryAttempt]:
+        """The endpoint's latest attempts, newest first."""
+        ...
+
+    def oldest_pending_created_at(self) -> datetime | None:
+        """When the oldest event not delivered yet happened; None when none waits."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction over users, images, links, presets and jobs. Leaving the ``with`` block
     without :meth:`commit` rolls back."""
@@ -194,6 +237,7 @@ class UnitOfWork(Protocol):
     images: ImageRepository
     links: LinkRepository
     presets: PresetRepository
+    webhooks: WebhookRepository
     jobs: JobQueue
 
     def __enter__(self) -> Self: ...

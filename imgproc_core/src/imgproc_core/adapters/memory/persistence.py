@@ -34,6 +34,12 @@ from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.links import Link
 from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.users import User
+from imgproc_core.domain.webhook_records import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.persistence import (
     ImageRepository,
@@ -42,6 +48,7 @@ from imgproc_core.ports.persistence import (
     LinkRepository,
     PresetRepository,
     UserRepository,
+    WebhookRepository,
 )
 
 _Row = TypeVar("_Row")
@@ -76,6 +83,12 @@ class InMemoryDatabase:
         self.links: dict[str, Link] = {}
         #: By ``preset_key(user_id, name)``.
         self.presets: dict[str, Preset] = {}
+        self.webhook_endpoints: dict[str, WebhookEndpoint] = {}
+        self.webhook_deliveries: dict[str, WebhookDelivery] = {}
+        #: By ``delivery id/sequence``.
+        self.webhook_attempts: dict[str, DeliveryAttempt] = {}
+        #: Deliveries leased by a sender, and until when.
+        self.webhook_leases: dict[str, tuple[str, datetime]] = {}
         #: Jobs claimed by a unit of work that has not ended, and which one: the others skip
         #: them, as ``SELECT ... FOR UPDATE SKIP LOCKED`` would.
         self.job_locks: dict[str, object] = {}
@@ -104,13 +117,16 @@ class _StagedTable(Generic[_Row]):
         return self.committed.get(key)
 
     def rows(self) -> list[_Row]:
+        return list(self.items().values())
+
+    def items(self) -> dict[str, _Row]:
         merged = dict(self.committed)
         for key, row in self.changes.items():
             if row is None:
                 merged.pop(key, None)
             else:
                 merged[key] = row
-        return list(merged.values())
+        return merged
 
     def insert(self, key: str, row: _Row) -> None:
         self.changes[key] = row
@@ -155,6 +171,13 @@ class _Transaction:
         self.jobs = _StagedTable(database.jobs)
         self.links = _StagedTable(database.links)
         self.presets = _StagedTable(database.presets)
+        self.webhook_endpoints = _StagedTable(database.webhook_endpoints)
+        self.webhook_deliveries = _StagedTable(database.webhook_deliveries)
+        self.webhook_attempts = _StagedTable(database.webhook_attempts)
+        #: Deliveries this unit of work leased, with the lease each had before (restored on
+        #: rollback); and those it wrote back, whose lease goes at commit.
+        self.webhook_leases_before: dict[str, tuple[str, datetime] | None] = {}
+        self.webhook_released: set[str] = set()
         self.claimed: set[str] = set()
 
     def lock_job(self, job_id: str) -> None:
@@ -177,12 +200,27 @@ class _Transaction:
             self._apply(self.images, self.database.images, keep_existing_on_insert=False)
             self._apply(self.links, self.database.links, keep_existing_on_insert=False)
             self._apply(self.presets, self.database.presets, keep_existing_on_insert=False)
+            for table in ("webhook_endpoints", "webhook_deliveries", "webhook_attempts"):
+                self._apply(
+                    getattr(self, table),
+                    getattr(self.database, table),
+                    keep_existing_on_insert=False,
+                )
+            for delivery_id in self.webhook_released:
+                self.database.webhook_leases.pop(delivery_id, None)
+            self.webhook_leases_before.clear()
+            self._drop_orphans()
             # Enqueueing is idempotent: a job committed meanwhile by someone else stays as is.
             self._apply(self.jobs, self.database.jobs, keep_existing_on_insert=True)
             self._end()
 
     def rollback(self) -> None:
         with self.database.lock:
+            for delivery_id, before in self.webhook_leases_before.items():
+                if before is None:
+                    self.database.webhook_leases.pop(delivery_id, None)
+                else:
+                    self.database.webhook_leases[delivery_id] = before
             self._end()
 
     def _end(self) -> None:
@@ -195,6 +233,23 @@ class _Transaction:
         self.jobs.clear()
         self.links.clear()
         self.presets.clear()
+        self.webhook_endpoints.clear()
+        self.webhook_deliveries.clear()
+        self.webhook_attempts.clear()
+        self.webhook_leases_before.clear()
+        self.webhook_released.clear()
+
+    def _drop_orphans(self) -> None:
+        """What a deleted endpoint leaves behind goes with it, as ON DELETE CASCADE does."""
+        database = self.database
+        live = database.webhook_endpoints
+        for key, delivery in list(database.webhook_deliveries.items()):
+            if delivery.endpoint_id not in live:
+                del database.webhook_deliveries[key]
+                database.webhook_leases.pop(key, None)
+        for key, attempt in list(database.webhook_attempts.items()):
+            if attempt.endpoint_id not in live:
+                del database.webhook_attempts[key]
 
     def _check_unique_keys(self) -> None:
         database = self.database
@@ -473,6 +528,118 @@ class InMemoryPresetRepository:
             return True
 
 
+class InMemoryWebhookRepository:
+    """:class:`~imgproc_core.ports.WebhookRepository` over one unit of work's view. A claim
+    leases deliveries for the unit of work's life at once (others skip them, as ``SKIP LOCKED``
+    would), and for ``lease_seconds`` once committed."""
+
+    def __init__(self, transaction: _Transaction) -> None:
+        self._tx = transaction
+
+    def add_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        _require_aware(endpoint.created_at)
+        with self._tx.database.lock:
+            if self._tx.webhook_endpoints.get(endpoint.id) is not None:
+                raise Conflict(f"a webhook endpoint with id {endpoint.id} exists")
+            if self._tx.users.get(endpoint.user_id) is None:
+                raise UserNotFound(f"no user with id {endpoint.user_id}")
+            self._tx.webhook_endpoints.insert(endpoint.id, endpoint)
+
+    def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint | None:
+        with self._tx.database.lock:
+            return self._tx.webhook_endpoints.get(endpoint_id)
+
+    def update_endpoint(self, endpoint: WebhookEndpoint) -> None:
+        with self._tx.database.lock:
+            if self._tx.webhook_endpoints.get(endpoint.id) is not None:
+                self._tx.webhook_endpoints.write(endpoint.id, endpoint)
+
+    def delete_endpoint(self, endpoint_id: str) -> bool:
+        with self._tx.database.lock:
+            if self._tx.webhook_endpoints.get(endpoint_id) is None:
+                return False
+            self._tx.webhook_endpoints.remove(endpoint_id)
+            for delivery in self._tx.webhook_deliveries.rows():
+                if delivery.endpoint_id == endpoint_id:
+                    self._tx.webhook_deliveries.remove(delivery.id)
+            return True
+
+    def endpoints_of(self, user_id: str) -> Sequence[WebhookEndpoint]:
+        with self._tx.database.lock:
+            found = [e for e in self._tx.webhook_endpoints.rows() if e.user_id == user_id]
+        return sorted(found, key=lambda endpoint: (endpoint.created_at, endpoint.id))
+
+    def add_delivery(self, delivery: WebhookDelivery) -> None:
+        _require_aware(delivery.created_at, delivery.next_attempt_at)
+        with self._tx.database.lock:
+            if self._tx.webhook_deliveries.get(delivery.id) is not None:
+                raise Conflict(f"a webhook delivery with id {delivery.id} exists")
+            if self._tx.webhook_endpoints.get(delivery.endpoint_id) is None:
+                raise Conflict(f"no webhook endpoint with id {delivery.endpoint_id}")
+            self._tx.webhook_deliveries.insert(delivery.id, delivery)
+
+    def get_delivery(self, delivery_id: str) -> WebhookDelivery | None:
+        with self._tx.database.lock:
+            return self._tx.webhook_deliveries.get(delivery_id)
+
+    def update_delivery(self, delivery: WebhookDelivery) -> None:
+        with self._tx.database.lock:
+            if self._tx.webhook_deliveries.get(delivery.id) is not None:
+                self._tx.webhook_deliveries.write(delivery.id, delivery)
+                self._tx.webhook_released.add(delivery.id)
+
+    def claim_due(self, sender: str, lease_seconds: float, limit: int) -> Sequence[WebhookDelivery]:
+        if limit < 1:
+            raise ValueError("a claim takes at least one delivery")
+        now = self._tx.clock.now()
+        until = now + timedelta(seconds=lease_seconds)
+        with self._tx.database.lock:
+            leases = self._tx.database.webhook_leases
+            due = [
+                delivery
+                for delivery in self._tx.webhook_deliveries.rows()
+                if delivery.status is DeliveryStatus.PENDING
+                and delivery.next_attempt_at <= now
+                and (delivery.id not in leases or leases[delivery.id][1] <= now)
+            ]
+            due.sort(key=lambda d: (d.next_attempt_at, d.created_at, d.id))
+            claimed = due[:limit]
+            for delivery in claimed:
+                # Held from now, by this unit of work, as a row lock would be.
+                self._tx.webhook_leases_before.setdefault(delivery.id, leases.get(delivery.id))
+                leases[delivery.id] = (sender, until)
+        return claimed
+
+    def add_attempt(self, attempt: DeliveryAttempt) -> None:
+        _require_aware(attempt.attempted_at)
+        with self._tx.database.lock:
+            key = f"{attempt.delivery_id}/{self._tx.database.next_sequence():012d}"
+            self._tx.webhook_attempts.insert(key, attempt)
+
+    def attempts_of(self, endpoint_id: str, limit: int) -> Sequence[DeliveryAttempt]:
+        with self._tx.database.lock:
+            found = [
+                (key, attempt)
+                for key, attempt in self._tx.webhook_attempts.items().items()
+                if attempt.endpoint_id == endpoint_id
+            ]
+        found.sort(
+            key=lambda pair: (pair[1].attempted_at, pair[0].rpartition("/")[2]), reverse=True
+        )
+        return [attempt for _, attempt in found[:limit]]
+
+    def oldest_pending_created_at(self) -> datetime | None:
+        with self._tx.database.lock:
+            return min(
+                (
+                    d.created_at
+                    for d in self._tx.webhook_deliveries.rows()
+                    if d.status is DeliveryStatus.PENDING
+                ),
+                default=None,
+            )
+
+
 class InMemoryJobQueue:
     """:class:`~imgproc_core.ports.JobQueue` over one unit of work's view.
 
@@ -584,6 +751,7 @@ class InMemoryUnitOfWork:
         self.jobs: JobQueue = InMemoryJobQueue(self._tx)
         self.links: LinkRepository = InMemoryLinkRepository(self._tx)
         self.presets: PresetRepository = InMemoryPresetRepository(self._tx)
+        self.webhooks: WebhookRepository = InMemoryWebhookRepository(self._tx)
 
     def __enter__(self) -> Self:
         self._tx.rollback()

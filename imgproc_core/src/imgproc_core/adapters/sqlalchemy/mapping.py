@@ -6,13 +6,27 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from imgproc_core.adapters.sqlalchemy.models import ImageRow, LinkRow, PresetRow, UserRow
+from imgproc_core.adapters.sqlalchemy.models import (
+    DeliveryAttemptRow,
+    ImageRow,
+    LinkRow,
+    PresetRow,
+    UserRow,
+    WebhookDeliveryRow,
+    WebhookEndpointRow,
+)
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.links import Link
 from imgproc_core.domain.presets import Preset
 from imgproc_core.domain.transformations import Transformation, canonical_form
 from imgproc_core.domain.users import User
+from imgproc_core.domain.webhook_records import (
+    DeliveryAttempt,
+    DeliveryStatus,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 _transformation_decoder = msgspec.json.Decoder(Transformation)
 
@@ -150,3 +164,92 @@ def preset_from_row(row: PresetRow) -> Preset:
         user_id=row.owner if row.owner != SERVICE_OWNER else None,
         eager=row.eager,
     )
+
+
+def endpoint_to_row(endpoint: WebhookEndpoint) -> WebhookEndpointRow:
+    return WebhookEndpointRow(
+        id=endpoint.id,
+        user_id=endpoint.user_id,
+        url=endpoint.url,
+        events=",".join(endpoint.events),
+        secret=endpoint.secret,
+        created_at=utc(endpoint.created_at),
+        failing_since=_utc_or_none(endpoint.failing_since),
+        disabled_at=_utc_or_none(endpoint.disabled_at),
+        disabled_reason=endpoint.disabled_reason,
+    )
+
+
+def endpoint_from_row(row: WebhookEndpointRow) -> WebhookEndpoint:
+    return WebhookEndpoint(
+        id=row.id,
+        user_id=row.user_id,
+        url=row.url,
+        events=tuple(event for event in row.events.split(",") if event),
+        secret=row.secret,
+        created_at=row.created_at,
+        failing_since=row.failing_since,
+        disabled_at=row.disabled_at,
+        disabled_reason=row.disabled_reason,
+    )
+
+
+def delivery_values(delivery: WebhookDelivery) -> dict[str, object]:
+    """The columns of a delivery, lease aside."""
+    return {
+        "id": delivery.id,
+        "endpoint_id": delivery.endpoint_id,
+        "user_id": delivery.user_id,
+        "event_type": delivery.event_type,
+        "body": delivery.body,
+        "status": delivery.status.value,
+        "attempts": delivery.attempts,
+        "created_at": utc(delivery.created_at),
+        "next_attempt_at": utc(delivery.next_attempt_at),
+        "last_status_code": delivery.last_status_code,
+        "last_error": delivery.last_error,
+        "finished_at": _utc_or_none(delivery.finished_at),
+    }
+
+
+def delivery_from_row(row: WebhookDeliveryRow) -> WebhookDelivery:
+    return WebhookDelivery(
+        id=row.id,
+        endpoint_id=row.endpoint_id,
+        user_id=row.user_id,
+        event_type=row.event_type,
+        body=bytes(row.body),
+        created_at=row.created_at,
+        next_attempt_at=row.next_attempt_at,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+        finished_at=row.finished_at,
+    )
+
+
+def attempt_to_row(attempt: DeliveryAttempt) -> DeliveryAttemptRow:
+    return DeliveryAttemptRow(
+        delivery_id=attempt.delivery_id,
+        endpoint_id=attempt.endpoint_id,
+        attempted_at=utc(attempt.attempted_at),
+        duration_ms=attempt.duration_ms,
+        status_code=attempt.status_code,
+        error=attempt.error,
+    )
+
+
+def attempt_from_row(row: DeliveryAttemptRow) -> DeliveryAttempt:
+    return DeliveryAttempt(
+        delivery_id=row.delivery_id,
+        endpoint_id=row.endpoint_id,
+        attempted_at=row.attempted_at,
+        duration_ms=row.duration_ms,
+        status_code=row.status_code,
+        error=row.error,
+    )
+
+
+def _utc_or_none(moment: datetime | None) -> datetime | None:
+    return utc(moment) if moment is not None else None

@@ -17,6 +17,7 @@ from imgproc_core.adapters.sqlalchemy.repositories import (
     SqlAlchemyPresetRepository,
     SqlAlchemyUserRepository,
 )
+from imgproc_core.adapters.sqlalchemy.webhooks import SqlAlchemyWebhookRepository
 from imgproc_core.ports.clock import Clock
 from imgproc_core.ports.persistence import (
     ImageRepository,
@@ -24,6 +25,7 @@ from imgproc_core.ports.persistence import (
     LinkRepository,
     PresetRepository,
     UserRepository,
+    WebhookRepository,
 )
 
 logger = logging.getLogger(__name__)
@@ -39,6 +41,7 @@ class SqlAlchemyUnitOfWork:
     images: ImageRepository
     links: LinkRepository
     presets: PresetRepository
+    webhooks: WebhookRepository
     jobs: JobQueue
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock) -> None:
@@ -55,6 +58,7 @@ class SqlAlchemyUnitOfWork:
         self.images = SqlAlchemyImageRepository(session)
         self.links = SqlAlchemyLinkRepository(session)
         self.presets = SqlAlchemyPresetRepository(session)
+        self.webhooks = SqlAlchemyWebhookRepository(session, self._clock)
         self.jobs = SqlAlchemyJobQueue(session, self._clock)
         return self
 
