@@ -16,12 +16,13 @@ from imgproc_core.adapters.sqlalchemy.models import Base
 from imgproc_core.adapters.sqlalchemy.schema import current, downgrade, head, upgrade
 from imgproc_core.domain.errors import DependencyUnavailable
 
-TABLES = {"users", "images", "job_queue", "links"}
+TABLES = {"users", "images", "job_queue", "links", "presets"}
 INDEXES = {
     "users": {"uq_users_username"},
     "images": {"ix_images_user_id_created_at", "ix_images_source_id", "ix_images_status"},
     "job_queue": {"ix_job_queue_due_at"},
     "links": {"ix_links_image_id_created_at"},
+    "presets": set(),
 }
 
 
