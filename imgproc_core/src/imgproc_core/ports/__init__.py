@@ -28,10 +28,19 @@ from imgproc_core.ports.storage import (
     SignedUrl,
     check_signed_url,
 )
+from imgproc_core.ports.webhooks import (
+    MAX_RESPONSE_EXCERPT_BYTES,
+    AttemptOutcome,
+    WebhookMessage,
+    WebhookSender,
+    refused_destination,
+)
 
 __all__ = [
+    "MAX_RESPONSE_EXCERPT_BYTES",
     "MAX_URL_TTL_SECONDS",
     "AccessToken",
+    "AttemptOutcome",
     "BlobStorage",
     "Clock",
     "DatabaseSchema",
@@ -57,5 +66,8 @@ __all__ = [
     "UnitOfWorkFactory",
     "UrlCache",
     "UserRepository",
+    "WebhookMessage",
+    "WebhookSender",
     "check_signed_url",
+    "refused_destination",
 ]
