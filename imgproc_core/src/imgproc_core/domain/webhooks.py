@@ -95,9 +95,12 @@ def check_webhook_url(url: str) -> str:
         raise _invalid("a webhook URL has no whitespace or control characters")
     try:
         parts = urlsplit(url)
-        port = parts.port
     except ValueError as exc:
         raise _invalid(f"not a valid URL: {exc}") from None
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0  # not a number, or past 65535
     if parts.scheme.lower() not in _SCHEMES:
         raise _invalid("a webhook URL is http or https")
     if "@" in parts.netloc:
@@ -108,7 +111,7 @@ def check_webhook_url(url: str) -> str:
     if not host:
         raise _invalid("a webhook URL names a host")
     if port is not None and not 1 <= port <= 65535:
-        raise _invalid("a webhook URL's port is from 1 to 65535")
+        raise _invalid("a webhook URL's port is a number from 1 to 65535")
     if not _is_ip_literal(host) and not all(
         ch.isalnum() or ch in _HOST_NAME_PUNCTUATION for ch in host
     ):
