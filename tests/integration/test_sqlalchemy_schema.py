@@ -16,13 +16,28 @@ from imgproc_core.adapters.sqlalchemy.models import Base
 from imgproc_core.adapters.sqlalchemy.schema import current, downgrade, head, upgrade
 from imgproc_core.domain.errors import DependencyUnavailable
 
-TABLES = {"users", "images", "job_queue", "links", "presets"}
+TABLES = {
+    "users",
+    "images",
+    "job_queue",
+    "links",
+    "presets",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
+}
 INDEXES = {
     "users": {"uq_users_username"},
     "images": {"ix_images_user_id_created_at", "ix_images_source_id", "ix_images_status"},
     "job_queue": {"ix_job_queue_due_at"},
     "links": {"ix_links_image_id_created_at"},
     "presets": set(),
+    "webhook_endpoints": {"ix_webhook_endpoints_user_id"},
+    "webhook_deliveries": {
+        "ix_webhook_deliveries_status_next_attempt_at",
+        "ix_webhook_deliveries_endpoint_id",
+    },
+    "webhook_attempts": {"ix_webhook_attempts_endpoint_id_attempted_at"},
 }
 
 

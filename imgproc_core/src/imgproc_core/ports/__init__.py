@@ -30,10 +30,19 @@ from imgproc_core.ports.storage import (
     SignedUrl,
     check_signed_url,
 )
+from imgproc_core.ports.webhooks import (
+    MAX_RESPONSE_EXCERPT_BYTES,
+    AttemptOutcome,
+    WebhookMessage,
+    WebhookSender,
+    refused_destination,
+)
 
 __all__ = [
+    "MAX_RESPONSE_EXCERPT_BYTES",
     "MAX_URL_TTL_SECONDS",
     "AccessToken",
+    "AttemptOutcome",
     "BlobStorage",
     "Clock",
     "DatabaseSchema",
@@ -60,6 +69,9 @@ __all__ = [
     "UnitOfWorkFactory",
     "UrlCache",
     "UserRepository",
+    "WebhookMessage",
     "WebhookRepository",
+    "WebhookSender",
     "check_signed_url",
+    "refused_destination",
 ]

@@ -1,8 +1,9 @@
 """How work that failed is tried again: the one backoff formula, and the job policy on it.
 
 Every worker of the service (the embedded threads, ``imgproc worker``) and every loop that
-waits for a dependency (the relay) takes its delays from :class:`Backoff`, so that there is one
-formula to read and to test. :class:`JobPolicy` says what follows a failed attempt at a job:
+waits for a dependency (the relay) takes its delays from :class:`Backoff` (kept in the domain,
+:mod:`imgproc_core.domain.backoff`, and exported here as before), so that there is one formula to
+read and to test. :class:`JobPolicy` says what follows a failed attempt at a job:
 
 ==========================================  =========  ====================================
 what the attempt raised                     kind       what follows
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
+from imgproc_core.domain.backoff import Backoff
 from imgproc_core.domain.errors import (
     DependencyUnavailable,
     DomainError,
@@ -48,28 +50,6 @@ MAX_BACKOFF_SECONDS: Final = 300.0
 #: The longest wait between two tries while a dependency is down: short, so that work resumes
 #: soon after the dependency is back.
 OUTAGE_BACKOFF_MAX_SECONDS: Final = 30.0
-#: Past this many doublings the delay is at its cap anyway; the exponent stays small.
-_MAX_DOUBLINGS: Final = 64
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Exponential backoff: ``base_seconds`` after the first failure in a row, doubling with
-    each further one, never more than ``max_seconds``."""
-
-    base_seconds: float
-    max_seconds: float
-
-    def __post_init__(self) -> None:
-        if self.base_seconds <= 0 or self.max_seconds <= 0:
-            raise ValueError("backoff delays are positive")
-
-    def delay(self, failures: int) -> float:
-        """The wait after the ``failures``-th failure in a row (1 for the first)."""
-        if failures < 1:
-            raise ValueError("a delay follows at least one failure")
-        doublings = min(failures - 1, _MAX_DOUBLINGS)
-        return float(min(self.max_seconds, self.base_seconds * 2.0**doublings))
 
 
 class FailureKind(StrEnum):

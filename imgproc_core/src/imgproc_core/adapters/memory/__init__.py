@@ -30,6 +30,12 @@ from imgproc_core.adapters.memory.storage import (
     check_blob_key,
     check_blob_prefix,
 )
+from imgproc_core.adapters.memory.webhooks import (
+    InMemoryWebhookSender,
+    ReceivedWebhook,
+    WebhookAnswer,
+    signed_headers,
+)
 
 __all__ = [
     "EndedAttempt",
@@ -49,10 +55,14 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUrlCache",
     "InMemoryUserRepository",
+    "InMemoryWebhookSender",
     "ManualClock",
     "QueuedJob",
+    "ReceivedWebhook",
+    "WebhookAnswer",
     "check_blob_key",
     "check_blob_prefix",
     "fake_image_bytes",
     "in_memory_unit_of_work_factory",
+    "signed_headers",
 ]
