@@ -115,7 +115,7 @@ def test_the_test_container_chooses_only_in_memory_technologies() -> None:
     # The in-memory fakes need no extra beyond the container's: every module the test
     # container's choices import is this package's own or its memory module.
     chosen = chosen_technologies(settings_for_tests())
-    chosen |= {"imaging": "memory", "auth": "memory", "metrics": "memory"}
+    chosen |= {"imaging": "memory", "auth": "memory", "metrics": "memory", "webhooks": "memory"}
     assert {TECHNOLOGIES[slot][choice][0] for slot, choice in chosen.items()} == {"", "memory"}
 
 

@@ -115,6 +115,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     #: and a user's own preset, are refused with 422 ``presets_only``.
     presets_only: bool = False
 
+    # -- webhooks ------------------------------------------------------------------------------
+    #: Let webhooks go to loopback, private, link-local and other internal addresses: for
+    #: development and tests only (a receiver on this machine); never on a shared service.
+    webhook_allow_private: bool = False
+    #: The first retry's wait; each next one waits twice as long, at most the longest wait.
+    webhook_backoff_seconds: Annotated[float, msgspec.Meta(gt=0, le=3600)] = 5.0
+    webhook_backoff_max_seconds: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 3600.0
+    #: How long an event is retried after it happened, before its delivery is marked failed.
+    webhook_retry_window_seconds: Annotated[int, msgspec.Meta(ge=60, le=7 * 86400)] = 86400
+    #: How often an idle sender looks for due deliveries.
+    webhook_poll_seconds: Annotated[float, msgspec.Meta(gt=0, le=60)] = 0.5
+
     # -- limits --------------------------------------------------------------------------------
     max_upload_bytes: Positive = Limits().max_upload_bytes
     max_pixels: Positive = Limits().max_pixels

@@ -46,7 +46,7 @@ def build_test_container(
     ``auth`` extra). Without them it needs no extra beyond ``container``, and the other
     technologies are the ones ``settings`` choose (all in memory by default).
     """
-    chosen: dict[str, Technology | str] = {"metrics": "memory"}
+    chosen: dict[str, Technology | str] = {"metrics": "memory", "webhooks": "memory"}
     if not real_codec:
         # Jobs too, even with worker processes in the settings.
         chosen["imaging"] = "memory"

@@ -717,7 +717,7 @@ def test_an_original_and_its_derivatives_go_in_one_folder_removal(
     recording = RecordingStorage(ManualClock())
     removal = ImageRemoval(recording, InMemoryUrlCache(ManualClock()))
     with uow_factory() as uow:
-        removed = removal.delete_rows(uow.images, [original, rendered])
+        removed = removal.delete_rows(uow, [original, rendered])
         uow.commit()
 
     # Each once, derivatives first, whether chosen or found through their original.
@@ -733,7 +733,7 @@ def test_removal_failures_after_the_commit_are_counted(
     original, rendered = world["original"], world["rendered"]
     removal = ImageRemoval(BrokenDeletes(clock=clock), DownCache())
     with uow_factory() as uow:
-        removed = removal.delete_rows(uow.images, [rendered])
+        removed = removal.delete_rows(uow, [rendered])
         uow.commit()
 
     # The derivative's cache entry and its blob; its original and sibling are left.

@@ -21,12 +21,15 @@ import importlib
 import importlib.util
 import time
 from collections.abc import Callable, Mapping
+from datetime import timedelta
 from typing import Final
 
 from dependency_injector import containers, providers
 
 from imgproc_core.adapters.system import SystemClock, freeze_start_up_objects
+from imgproc_core.domain.backoff import Backoff
 from imgproc_core.domain.limits import Limits
+from imgproc_core.domain.webhooks import DeliverySchedule
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
@@ -42,6 +45,7 @@ from imgproc_core.ports import (
     UnitOfWork,
     UrlCache,
 )
+from imgproc_core.ports.webhooks import WebhookSender
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
     Authenticate,
@@ -79,6 +83,18 @@ from imgproc_core.use_cases import (
     RunJob,
     RunNextJob,
     UploadImage,
+)
+from imgproc_core.use_cases.webhooks import (
+    CreateWebhook,
+    DeleteWebhook,
+    DeliverWebhooks,
+    GetWebhook,
+    GetWebhookBacklog,
+    ListDeliveryAttempts,
+    ListWebhooks,
+    RetryDelivery,
+    SendTestWebhook,
+    WebhookEvents,
 )
 
 __all__ = [
@@ -146,6 +162,7 @@ TECHNOLOGIES: Final[Mapping[str, Mapping[str, tuple[str, str]]]] = {
         "process_pool": ("process_pool", "PooledPillowImaging"),
     },
     "auth": {"memory": ("memory", "MemoryAuth"), "bcrypt_jwt": ("auth", "BcryptJwtAuth")},
+    "webhooks": {"memory": ("memory", "MemoryWebhooks"), "http": ("webhooks", "HttpWebhooks")},
     "metrics": {
         "none": ("", "NoMetrics"),
         "memory": ("memory", "MemoryMetrics"),
@@ -165,6 +182,7 @@ def chosen_technologies(settings: Settings) -> dict[str, str]:
         "messaging": "kafka" if settings.queue == "kafka" else "table",
         "imaging": "process_pool" if settings.worker_processes > 0 else "pillow",
         "auth": "bcrypt_jwt",
+        "webhooks": "http",
         # Where its client is installed (the HTTP and worker shells bring it).
         "metrics": "prometheus" if importlib.util.find_spec("prometheus_client") else "none",
     }
@@ -203,6 +221,7 @@ class Container(containers.DeclarativeContainer):
     imaging = providers.DependenciesContainer()
     auth = providers.DependenciesContainer()
     metrics = providers.DependenciesContainer()
+    webhooks = providers.DependenciesContainer()
 
     # -- the ports, from the slots ---------------------------------------------------------------
     #: Users, images and the job queue in one unit of work: a new one per call.
@@ -235,6 +254,23 @@ class Container(containers.DeclarativeContainer):
     #: Where the job runner reports each attempt and dead letter: one per process, shared by
     #: every job runner in it; None reports nowhere.
     job_metrics: providers.Provider[JobMetrics | None] = metrics.job_metrics
+    #: Sends one attempt at a webhook: over HTTP through the address guard, or in memory.
+    webhook_sender: providers.Provider[WebhookSender] = webhooks.webhook_sender
+
+    # -- webhooks: events recorded with the changes they report, and their senders -------------
+    webhook_events = providers.Singleton(
+        WebhookEvents, clock=clock, base_url=settings.provided.public_base_url
+    )
+    delivery_schedule = providers.Singleton(
+        lambda settings: DeliverySchedule(
+            Backoff(
+                base_seconds=settings.webhook_backoff_seconds,
+                max_seconds=settings.webhook_backoff_max_seconds,
+            ),
+            timedelta(seconds=settings.webhook_retry_window_seconds),
+        ),
+        settings,
+    )
 
     # -- running jobs: one policy and one runner for every kind of worker ----------------------
     #: How workers wait between attempts; tests put a faster sleep here.
@@ -267,6 +303,7 @@ class Container(containers.DeclarativeContainer):
         clock=clock,
         limits=limits,
         presets_only=settings.provided.presets_only,
+        events=webhook_events,
     )
     list_images = providers.Singleton(ListImages, uow_factory=unit_of_work.provider)
     get_image_metadata = providers.Singleton(GetImageMetadata, uow_factory=unit_of_work.provider)
@@ -293,11 +330,18 @@ class Container(containers.DeclarativeContainer):
         codec=job_codec,
         clock=clock,
         limits=limits,
+        events=webhook_events,
     )
     delete_image = providers.Singleton(
-        DeleteImage, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+        DeleteImage,
+        uow_factory=unit_of_work.provider,
+        storage=blob_storage,
+        cache=url_cache,
+        events=webhook_events,
     )
-    give_up_job = providers.Singleton(GiveUpJob, uow_factory=unit_of_work.provider, clock=clock)
+    give_up_job = providers.Singleton(
+        GiveUpJob, uow_factory=unit_of_work.provider, clock=clock, events=webhook_events
+    )
     #: The job runner, shared by the threads of a worker; with the Kafka queue it parks on the
     #: dead-letter topic.
     run_job = providers.Singleton(
@@ -358,6 +402,29 @@ class Container(containers.DeclarativeContainer):
         base_url=settings.provided.public_base_url,
     )
     revoke_link = providers.Singleton(RevokeLink, uow_factory=unit_of_work.provider)
+    create_webhook = providers.Singleton(
+        CreateWebhook, uow_factory=unit_of_work.provider, clock=clock
+    )
+    list_webhooks = providers.Singleton(ListWebhooks, uow_factory=unit_of_work.provider)
+    get_webhook = providers.Singleton(GetWebhook, uow_factory=unit_of_work.provider)
+    delete_webhook = providers.Singleton(DeleteWebhook, uow_factory=unit_of_work.provider)
+    list_delivery_attempts = providers.Singleton(
+        ListDeliveryAttempts, uow_factory=unit_of_work.provider
+    )
+    send_test_webhook = providers.Singleton(
+        SendTestWebhook, uow_factory=unit_of_work.provider, clock=clock
+    )
+    retry_delivery = providers.Singleton(
+        RetryDelivery, uow_factory=unit_of_work.provider, clock=clock
+    )
+    get_webhook_backlog = providers.Singleton(GetWebhookBacklog, uow_factory=unit_of_work.provider)
+    deliver_webhooks = providers.Singleton(
+        DeliverWebhooks,
+        uow_factory=unit_of_work.provider,
+        sender=webhook_sender,
+        clock=clock,
+        schedule=delivery_schedule,
+    )
     put_preset = providers.Singleton(
         PutPreset,
         uow_factory=unit_of_work.provider,
@@ -384,7 +451,11 @@ class Container(containers.DeclarativeContainer):
     disable_user = providers.Singleton(DisableUser, uow_factory=unit_of_work.provider)
     list_user_images = providers.Singleton(ListUserImages, uow_factory=unit_of_work.provider)
     purge_user_images = providers.Singleton(
-        PurgeUserImages, uow_factory=unit_of_work.provider, storage=blob_storage, cache=url_cache
+        PurgeUserImages,
+        uow_factory=unit_of_work.provider,
+        storage=blob_storage,
+        cache=url_cache,
+        events=webhook_events,
     )
     list_jobs = providers.Singleton(ListJobs, uow_factory=unit_of_work.provider)
     retry_job = providers.Singleton(RetryJob, uow_factory=unit_of_work.provider, clock=clock)

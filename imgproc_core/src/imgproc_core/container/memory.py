@@ -21,6 +21,7 @@ from imgproc_core.adapters.memory import (
     InMemoryTokenIssuer,
     InMemoryUnitOfWork,
     InMemoryUrlCache,
+    InMemoryWebhookSender,
 )
 from imgproc_core.ports import Clock, SignedBlobFiles
 from imgproc_core.settings import Settings
@@ -90,3 +91,15 @@ class MemoryMetrics(containers.DeclarativeContainer):
     clock: providers.Dependency[Clock] = providers.Dependency()
 
     job_metrics = providers.Singleton(InMemoryJobMetrics)
+
+
+class MemoryWebhooks(containers.DeclarativeContainer):
+    """Webhooks answered by an in-memory receiver (:class:`InMemoryWebhookSender`), which
+    records what it was sent."""
+
+    settings = providers.Dependency(instance_of=Settings)
+    clock: providers.Dependency[Clock] = providers.Dependency()
+
+    webhook_sender = providers.Singleton(
+        InMemoryWebhookSender, allow_private=settings.provided.webhook_allow_private
+    )

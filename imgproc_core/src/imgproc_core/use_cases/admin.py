@@ -30,6 +30,7 @@ from imgproc_core.ports import (
     UserRepository,
 )
 from imgproc_core.use_cases.images import ImageRemoval
+from imgproc_core.use_cases.webhooks import WebhookEvents
 
 __all__ = [
     "ADMIN_PAGE_LIMIT",
@@ -190,11 +191,12 @@ class PurgeUserImages:
         storage: BlobStorage,
         cache: UrlCache,
         batch_size: int = BATCH_SIZE,
+        events: WebhookEvents | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
         self._uow_factory = uow_factory
-        self._removal = ImageRemoval(storage, cache)
+        self._removal = ImageRemoval(storage, cache, events)
         self._batch_size = batch_size
 
     def __call__(self, command: PurgeUserImagesCommand) -> PurgeReport:
@@ -220,7 +222,7 @@ class PurgeUserImages:
     def _delete_rows(self, user_id: str) -> list[Image]:
         with self._uow_factory() as uow:
             batch, _ = uow.images.list_for_user(user_id, offset=0, limit=self._batch_size)
-            removed = self._removal.delete_rows(uow.images, batch)
+            removed = self._removal.delete_rows(uow, batch)
             uow.commit()
         return removed
 

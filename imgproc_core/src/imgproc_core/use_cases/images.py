@@ -27,6 +27,7 @@ from imgproc_core.domain.images import (
 from imgproc_core.domain.jobs import JobStatus
 from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.presets import PresetReference, check_preset_name
+from imgproc_core.domain.webhooks import WebhookEventType
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
@@ -39,6 +40,7 @@ from imgproc_core.ports import (
 from imgproc_core.use_cases.derivatives import queue_derivative
 from imgproc_core.use_cases.pipeline import admit_original
 from imgproc_core.use_cases.presets import resolve_transformation
+from imgproc_core.use_cases.webhooks import WebhookEvents
 
 __all__ = [
     "MAX_PAGE_LIMIT",
@@ -153,6 +155,7 @@ class UploadImage:
         clock: Clock,
         limits: Limits,
         presets_only: bool = False,
+        events: WebhookEvents | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._storage = storage
@@ -160,6 +163,7 @@ class UploadImage:
         self._clock = clock
         self._limits = limits
         self._presets_only = presets_only
+        self._events = events
 
     def __call__(self, command: UploadImageCommand) -> Image:
         return self.upload(command).image
@@ -191,6 +195,8 @@ class UploadImage:
             with self._uow_factory() as uow:
                 uow.images.add(image)
                 variants = self._variants(uow, image, names, now)
+                if self._events is not None:
+                    self._events.record(uow, WebhookEventType.IMAGE_UPLOADED, image)
                 uow.commit()
         except BaseException:
             try:
@@ -398,15 +404,18 @@ class ImageRemoval:
     reader by then.
     """
 
-    def __init__(self, storage: BlobStorage, cache: UrlCache) -> None:
+    def __init__(
+        self, storage: BlobStorage, cache: UrlCache, events: WebhookEvents | None = None
+    ) -> None:
         self._storage = storage
         self._cache = cache
+        self._events = events
 
-    @staticmethod
-    def delete_rows(images: ImageRepository, chosen: Iterable[Image]) -> list[Image]:
-        """Delete the rows of ``chosen`` and of the derivatives of its originals; the images
-        deleted, each once, derivatives first (a database may cascade an original's deletion
-        to them)."""
+    def delete_rows(self, uow: UnitOfWork, chosen: Iterable[Image]) -> list[Image]:
+        """Delete the rows of ``chosen`` and of the derivatives of its originals, an
+        ``image.deleted`` event recorded for each; the images deleted, each once, derivatives
+        first (a database may cascade an original's deletion to them)."""
+        images = uow.images
         removed: dict[str, Image] = {}
         for image in chosen:
             removed.setdefault(image.id, image)
@@ -416,6 +425,8 @@ class ImageRemoval:
         ordered = sorted(removed.values(), key=lambda image: not image.is_transformed)
         for image in ordered:
             images.delete(image.id)
+            if self._events is not None:
+                self._events.record(uow, WebhookEventType.IMAGE_DELETED, image)
         return ordered
 
     def remove_files(self, removed: Sequence[Image]) -> int:
@@ -454,14 +465,18 @@ class DeleteImage:
     """
 
     def __init__(
-        self, uow_factory: UnitOfWorkFactory, storage: BlobStorage, cache: UrlCache
+        self,
+        uow_factory: UnitOfWorkFactory,
+        storage: BlobStorage,
+        cache: UrlCache,
+        events: WebhookEvents | None = None,
     ) -> None:
         self._uow_factory = uow_factory
-        self._removal = ImageRemoval(storage, cache)
+        self._removal = ImageRemoval(storage, cache, events)
 
     def __call__(self, query: ImageQuery) -> None:
         with self._uow_factory() as uow:
             image = owned_image(uow.images, query.user_id, query.image_id)
-            removed = self._removal.delete_rows(uow.images, [image])
+            removed = self._removal.delete_rows(uow, [image])
             uow.commit()
         self._removal.remove_files(removed)

@@ -27,10 +27,12 @@ from typing import Final
 from imgproc_core.domain.errors import DependencyUnavailable
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.jobs import JobStatus, TransformJob
+from imgproc_core.domain.webhooks import WebhookEventType
 from imgproc_core.ports import Clock, DeadLetterPublisher, JobMetrics, UnitOfWorkFactory
 from imgproc_core.ports.messages import DeadLetter, DeadLetterCode, Delivery, TransformRequested
 from imgproc_core.use_cases.retry_policy import FailureKind, JobPolicy, Step
 from imgproc_core.use_cases.transforms import JobOutcome, JobOutcomeStatus
+from imgproc_core.use_cases.webhooks import WebhookEvents
 
 __all__ = [
     "GiveUpJob",
@@ -126,9 +128,12 @@ class GiveUpJob:
     the image as the job leaves it, or None when it is gone.
     """
 
-    def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
+    def __init__(
+        self, uow_factory: UnitOfWorkFactory, clock: Clock, events: WebhookEvents | None = None
+    ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
+        self._events = events
 
     def __call__(self, command: GiveUpJobCommand) -> Image | None:
         job = command.job
@@ -140,6 +145,8 @@ class GiveUpJob:
                     self._clock.now(),
                 )
                 uow.images.update(image)
+                if self._events is not None:
+                    self._events.record(uow, WebhookEventType.IMAGE_FAILED, image)
             # In the production profile the row is the outbox's, normally gone by now; one
             # still there (its relay stopped before acknowledging it) must not publish again.
             uow.jobs.ack(job.id)

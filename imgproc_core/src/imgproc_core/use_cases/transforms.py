@@ -18,6 +18,7 @@ from imgproc_core.domain.jobs import JobStatus, TransformJob
 from imgproc_core.domain.limits import Limits
 from imgproc_core.domain.presets import PresetReference
 from imgproc_core.domain.transformations import Transformation
+from imgproc_core.domain.webhooks import WebhookEventType
 from imgproc_core.ports import (
     BlobStorage,
     Clock,
@@ -30,6 +31,7 @@ from imgproc_core.use_cases.derivatives import derived_filename, queue_derivativ
 from imgproc_core.use_cases.images import owned_image
 from imgproc_core.use_cases.pipeline import render
 from imgproc_core.use_cases.presets import resolve_transformation
+from imgproc_core.use_cases.webhooks import WebhookEvents
 
 __all__ = [
     "JobOutcome",
@@ -174,12 +176,15 @@ class ProcessTransformJob:
         codec: ImageCodec,
         clock: Clock,
         limits: Limits,
+        events: WebhookEvents | None = None,
     ) -> None:
         self._uow_factory = uow_factory
         self._storage = storage
         self._codec = codec
         self._clock = clock
         self._limits = limits
+        #: ``image.ready`` and ``image.failed``, recorded with the change.
+        self._events = events
 
     def __call__(self, job: TransformJob) -> JobOutcome:
         started = self._start(job)
@@ -270,6 +275,8 @@ class ProcessTransformJob:
                     now=now,
                 )
                 uow.images.update(image)
+                if self._events is not None:
+                    self._events.record(uow, WebhookEventType.IMAGE_READY, image)
                 uow.commit()
                 return JobOutcome(JobOutcomeStatus.READY, image)
         # Deleted while it was rendered: remove the bytes just written, or nothing would.
@@ -291,6 +298,8 @@ class ProcessTransformJob:
             if image.status is not JobStatus.FAILED:
                 image.fail(reason, now)
                 uow.images.update(image)
+                if self._events is not None:
+                    self._events.record(uow, WebhookEventType.IMAGE_FAILED, image)
                 uow.commit()
         return JobOutcome(JobOutcomeStatus.FAILED, image)
 

@@ -98,9 +98,7 @@ def downgrade() -> None:
     op.drop_index("ix_webhook_attempts_endpoint_id_attempted_at", table_name="webhook_attempts")
     op.drop_table("webhook_attempts")
     op.drop_index("ix_webhook_deliveries_endpoint_id", table_name="webhook_deliveries")
-    op.drop_index(
-        "ix_webhook_deliveries_status_next_attempt_at", table_name="webhook_deliveries"
-    )
+    op.drop_index("ix_webhook_deliveries_status_next_attempt_at", table_name="webhook_deliveries")
     op.drop_table("webhook_deliveries")
     op.drop_index("ix_webhook_endpoints_user_id", table_name="webhook_endpoints")
     op.drop_table("webhook_endpoints")
