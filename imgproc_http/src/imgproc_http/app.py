@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import inspect
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -29,6 +31,7 @@ from litestar.openapi.spec import Components, SecurityScheme
 
 from imgproc_core.container import Container
 from imgproc_core.settings import Settings
+from imgproc_core.use_cases.webhooks import WebhookDispatcher
 from imgproc_http.context import BASE_URL_STATE, JOB_SIGNAL_STATE
 from imgproc_http.errors import MAX_UPLOAD_BYTES_STATE, exception_handlers
 from imgproc_http.metrics import HttpMetrics
@@ -41,6 +44,7 @@ from imgproc_http.routes.images import ImagesController
 from imgproc_http.routes.links import LinksController
 from imgproc_http.routes.operations import healthz, metrics, readyz
 from imgproc_http.routes.presets import PresetsController
+from imgproc_http.routes.webhooks import WebhooksController
 from imgproc_http.schemas import API_PREFIX
 from imgproc_http.security import BEARER_SCHEME, BearerAuthentication
 from imgproc_http.workers import EmbeddedWorkers, JobSignal, JobStep
@@ -73,7 +77,38 @@ USE_CASES: Final = (
     "list_presets",
     "get_preset",
     "delete_preset",
+    "create_webhook",
+    "list_webhooks",
+    "get_webhook",
+    "delete_webhook",
+    "send_test_webhook",
+    "list_delivery_attempts",
 )
+
+
+#: An attempt in hand at shutdown ends within the sender's timeout (5 s).
+WEBHOOK_SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+
+def _webhook_dispatcher(
+    container: Container, settings: Settings, http_metrics: HttpMetrics
+) -> WebhookDispatcher:
+    """The embedded profile's webhook sender: a thread beside the worker threads, reporting
+    to the API's ``/metrics``."""
+    metrics = container.webhook_metrics()
+    if metrics is not None:
+        backlog = container.get_webhook_backlog()
+        clock = container.clock()
+        read = getattr(metrics, "read_backlog_with", None)
+        if read is not None:
+            read(lambda: (backlog().oldest_pending_created_at, clock.now()))
+        http_metrics.include(metrics)
+    return WebhookDispatcher(
+        container.deliver_webhooks(),
+        f"{socket.gethostname()}:{os.getpid()}:webhooks",
+        idle_seconds=settings.webhook_poll_seconds,
+        on_outcome=metrics.delivery_ended if metrics is not None else None,
+    )
 
 
 def _package_version() -> str:
@@ -174,6 +209,7 @@ def create_app(container: Container) -> Litestar:
         # The worker threads report to the container's job metrics: their series go out on
         # /metrics beside the API's (an API without workers has no jobs to count).
         http_metrics.include(container.job_metrics())
+    dispatcher = _webhook_dispatcher(container, settings, http_metrics) if workers else None
     readiness = ReadinessChecks.for_use_case(container.check_readiness())
     rate_limits = RateLimitGuard(
         container.rate_limiter(),
@@ -194,9 +230,13 @@ def create_app(container: Container) -> Litestar:
         await _maybe_await(container.init_resources())
         if workers is not None:
             workers.start()
+        if dispatcher is not None:
+            dispatcher.start()
         try:
             yield
         finally:
+            if dispatcher is not None:
+                await anyio.to_thread.run_sync(dispatcher.stop, WEBHOOK_SHUTDOWN_GRACE_SECONDS)
             if workers is not None:
                 grace = settings.job_time_limit_seconds + WORKER_SHUTDOWN_GRACE_SECONDS
                 await anyio.to_thread.run_sync(workers.stop, grace)
@@ -226,7 +266,14 @@ def create_app(container: Container) -> Litestar:
 
     api = Router(
         path=API_PREFIX,
-        route_handlers=[register, login, ImagesController, LinksController, PresetsController],
+        route_handlers=[
+            register,
+            login,
+            ImagesController,
+            LinksController,
+            PresetsController,
+            WebhooksController,
+        ],
     )
 
     return Litestar(

@@ -14,6 +14,7 @@ import msgspec
 from imgproc_core.domain import Image, Page, Transformation, User
 from imgproc_core.domain.presets import PRESET_NAME_PATTERN, Preset
 from imgproc_core.domain.transformations import FormatName, TransformationRequest
+from imgproc_core.domain.webhook_records import WebhookEndpoint
 from imgproc_core.use_cases import MAX_LINK_TTL_SECONDS, LinkView, Session, Upload
 
 API_PREFIX: Final = "/api/v1"
@@ -331,3 +332,69 @@ class Liveness(_Response, frozen=True):
 class Readiness(_Response, frozen=True):
     status: str
     checks: dict[str, str]
+
+
+# -- webhooks ----------------------------------------------------------------------------------
+
+
+class WebhookRequest(_Request, frozen=True, kw_only=True):
+    """An endpoint: an http or https URL, and the events to send it (``image.uploaded``,
+    ``image.ready``, ``image.failed``, ``image.deleted``)."""
+
+    url: Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+    events: Annotated[list[str], msgspec.Meta(min_length=1, max_length=8)]
+
+
+class WebhookOut(_Response, frozen=True):
+    """A webhook endpoint. ``disabled_reason`` says why it was disabled, if it is."""
+
+    id: str
+    url: str
+    events: list[str]
+    created_at: datetime
+    failing_since: datetime | None
+    disabled_at: datetime | None
+    disabled_reason: str | None
+
+    @classmethod
+    def from_endpoint(cls, endpoint: WebhookEndpoint) -> WebhookOut:
+        return cls(
+            id=endpoint.id,
+            url=endpoint.url,
+            events=list(endpoint.events),
+            created_at=endpoint.created_at,
+            failing_since=endpoint.failing_since,
+            disabled_at=endpoint.disabled_at,
+            disabled_reason=endpoint.disabled_reason,
+        )
+
+
+class WebhookCreated(WebhookOut, frozen=True, kw_only=True):
+    """A new endpoint, with its signing secret: shown this once, keep it."""
+
+    secret: str
+
+
+class WebhookList(_Response, frozen=True):
+    items: list[WebhookOut]
+
+
+class DeliveryAttemptOut(_Response, frozen=True):
+    """One attempt: its time, the answer's status (null: no answer), how long it took, and
+    what went wrong, if anything did."""
+
+    delivery_id: str
+    attempted_at: datetime
+    status_code: int | None
+    duration_ms: int
+    error: str | None
+
+
+class DeliveryAttemptList(_Response, frozen=True):
+    items: list[DeliveryAttemptOut]
+
+
+class TestEventQueued(_Response, frozen=True):
+    """The ``webhook.test`` event queued; its attempts show in ``/deliveries``."""
+
+    delivery_id: str

@@ -16,6 +16,7 @@ from typing import Final, Literal
 
 from imgproc_core.container import Container, build_container
 from imgproc_core.settings import Settings, SettingsError
+from imgproc_core.use_cases.webhooks import WebhookDispatcher
 from imgproc_worker.consumer import ConsumerOptions, Worker
 from imgproc_worker.handling import MessageHandler
 from imgproc_worker.metrics import (
@@ -93,6 +94,10 @@ def run_worker(container: Container, stop: threading.Event) -> None:
         worker.run(stop)
 
 
+#: An attempt in hand at shutdown ends within the sender's timeout (5 s).
+WEBHOOK_SHUTDOWN_GRACE_SECONDS: Final = 10.0
+
+
 def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     """Relay the outbox to Kafka until ``stop`` is set, serving metrics on
     ``IMGPROC_RELAY_METRICS_PORT``; returns the loop (its ``relayed`` count) once stopped."""
@@ -102,15 +107,35 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     metrics = RelayMetrics(container.get_outbox_backlog())
     registry.register(metrics)
     loop = RelayLoop(container.relay_outbox(relay_id=f"relay-{process_id()}"), metrics=metrics)
+    # The relay sends the webhooks too: it already loops over the database's outboxes, and
+    # several relays at once lease what each sends.
+    webhook_metrics = container.webhook_metrics()
+    if webhook_metrics is not None:
+        backlog, clock = container.get_webhook_backlog(), container.clock()
+        read = getattr(webhook_metrics, "read_backlog_with", None)
+        if read is not None:
+            read(lambda: (backlog().oldest_pending_created_at, clock.now()))
+        if callable(getattr(webhook_metrics, "collect", None)):
+            registry.register(webhook_metrics)
+    dispatcher = WebhookDispatcher(
+        container.deliver_webhooks(),
+        f"relay-{process_id()}:webhooks",
+        idle_seconds=settings.webhook_poll_seconds,
+        on_outcome=webhook_metrics.delivery_ended if webhook_metrics is not None else None,
+    )
     # Served from the start: the outbox fills up while the broker is away, which is when an
     # operator looks.
     with metrics_served(registry, settings.metrics_host, settings.relay_metrics_port):
-        # Backed off like a failed batch, so that the broker's return is noticed within
-        # seconds however long it was away.
-        if not loop.prepare(stop, container.ensure_topics, "cannot create the topics"):
-            return loop
-        logger.info("relaying the outbox to %s", settings.kafka_topic)
-        loop.run(stop)
+        dispatcher.start()
+        try:
+            # Backed off like a failed batch, so that the broker's return is noticed within
+            # seconds however long it was away.
+            if not loop.prepare(stop, container.ensure_topics, "cannot create the topics"):
+                return loop
+            logger.info("relaying the outbox to %s", settings.kafka_topic)
+            loop.run(stop)
+        finally:
+            dispatcher.stop(WEBHOOK_SHUTDOWN_GRACE_SECONDS)
     return loop
 
 

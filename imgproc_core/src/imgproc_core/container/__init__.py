@@ -45,6 +45,7 @@ from imgproc_core.ports import (
     UnitOfWork,
     UrlCache,
 )
+from imgproc_core.ports.metrics import WebhookMetrics
 from imgproc_core.ports.webhooks import WebhookSender
 from imgproc_core.settings import Settings
 from imgproc_core.use_cases import (
@@ -142,6 +143,7 @@ class NoMetrics(containers.DeclarativeContainer):
     clock: providers.Dependency[Clock] = providers.Dependency()
 
     job_metrics: providers.Provider[JobMetrics | None] = providers.Object(None)
+    webhook_metrics: providers.Provider[WebhookMetrics | None] = providers.Object(None)
 
 
 #: The container of each technology each slot may be given, by the name of the choice:
@@ -254,6 +256,8 @@ class Container(containers.DeclarativeContainer):
     #: Where the job runner reports each attempt and dead letter: one per process, shared by
     #: every job runner in it; None reports nowhere.
     job_metrics: providers.Provider[JobMetrics | None] = metrics.job_metrics
+    #: Where the webhook senders report each delivery's outcome; None reports nowhere.
+    webhook_metrics: providers.Provider[WebhookMetrics | None] = metrics.webhook_metrics
     #: Sends one attempt at a webhook: over HTTP through the address guard, or in memory.
     webhook_sender: providers.Provider[WebhookSender] = webhooks.webhook_sender
 

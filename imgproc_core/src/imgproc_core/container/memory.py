@@ -21,6 +21,7 @@ from imgproc_core.adapters.memory import (
     InMemoryTokenIssuer,
     InMemoryUnitOfWork,
     InMemoryUrlCache,
+    InMemoryWebhookMetrics,
     InMemoryWebhookSender,
 )
 from imgproc_core.ports import Clock, SignedBlobFiles
@@ -91,6 +92,7 @@ class MemoryMetrics(containers.DeclarativeContainer):
     clock: providers.Dependency[Clock] = providers.Dependency()
 
     job_metrics = providers.Singleton(InMemoryJobMetrics)
+    webhook_metrics = providers.Singleton(InMemoryWebhookMetrics)
 
 
 class MemoryWebhooks(containers.DeclarativeContainer):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dependency_injector import containers, providers
 
-from imgproc_core.adapters.prometheus import PrometheusJobMetrics
+from imgproc_core.adapters.prometheus import PrometheusJobMetrics, PrometheusWebhookMetrics
 from imgproc_core.ports import Clock
 from imgproc_core.settings import Settings
 
@@ -16,3 +16,4 @@ class PrometheusMetrics(containers.DeclarativeContainer):
     clock: providers.Dependency[Clock] = providers.Dependency()
 
     job_metrics = providers.Singleton(PrometheusJobMetrics)
+    webhook_metrics = providers.Singleton(PrometheusWebhookMetrics)

@@ -30,3 +30,12 @@ class JobMetrics(Protocol):
     def job_dead_lettered(self, code: str) -> None:
         """A job or message was parked for an operator, with the dead letter's ``code``."""
         ...
+
+
+class WebhookMetrics(Protocol):
+    """Hears of every webhook delivery's outcome, from the senders' threads: thread-safe."""
+
+    def delivery_ended(self, outcome: str) -> None:
+        """One attempt at a delivery ended (``delivered``, ``retried``, ``failed``), or it was
+        dropped without one (``skipped``: its endpoint is disabled; ``gone``: deleted)."""
+        ...

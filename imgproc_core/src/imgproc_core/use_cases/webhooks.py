@@ -13,8 +13,9 @@ the reason.
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
@@ -22,7 +23,7 @@ from typing import Any, Final
 
 import msgspec
 
-from imgproc_core.domain.errors import InvalidInput, NotFound
+from imgproc_core.domain.errors import DependencyUnavailable, InvalidInput, NotFound
 from imgproc_core.domain.images import Image
 from imgproc_core.domain.webhook_records import (
     DeliveryAttempt,
@@ -55,6 +56,7 @@ __all__ = [
     "ListWebhooks",
     "RetryDelivery",
     "SendTestWebhook",
+    "WebhookDispatcher",
     "WebhookEvents",
     "WebhookNotFound",
     "WebhookQuery",
@@ -463,3 +465,71 @@ class DeliverWebhooks:
             if endpoint is not None:
                 uow.webhooks.update_endpoint(endpoint)
             uow.commit()
+
+
+class WebhookDispatcher:
+    """A thread that sends due webhooks until stopped: the embedded profile's, in the HTTP
+    process, and the relay's, in production. Several, in several processes, never send one
+    attempt twice (each round leases what it sends).
+
+    It looks for due deliveries every ``idle_seconds`` (sooner when :meth:`wake` is called);
+    after a round that found some, at once. A dependency down (the database) is waited out,
+    ``error_backoff_seconds`` at a time. ``on_outcome`` hears of every delivery's outcome (for
+    metrics).
+    """
+
+    def __init__(
+        self,
+        deliver: DeliverWebhooks,
+        sender_id: str,
+        *,
+        idle_seconds: float = 0.5,
+        error_backoff_seconds: float = 2.0,
+        on_outcome: Callable[[DeliveryOutcome], None] | None = None,
+    ) -> None:
+        self._deliver = deliver
+        self._sender_id = sender_id
+        self._idle = idle_seconds
+        self._error_backoff = error_backoff_seconds
+        self._on_outcome = on_outcome
+        self._stopping = threading.Event()
+        self._woken = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("the webhook dispatcher is already started")
+        self._stopping.clear()
+        self._thread = threading.Thread(target=self._loop, name="imgproc-webhooks", daemon=True)
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._woken.set()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Stop, letting the attempts in hand end (each is bounded by the sender's timeout)."""
+        self._stopping.set()
+        self._woken.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                logger.warning("the webhook dispatcher is still sending at shutdown")
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                outcomes = self._deliver(self._sender_id)
+            except DependencyUnavailable as exc:
+                logger.warning("webhooks wait: %s", exc)
+                self._stopping.wait(self._error_backoff)
+                continue
+            except Exception:
+                logger.exception("could not send webhooks; trying again shortly")
+                self._stopping.wait(self._error_backoff)
+                continue
+            if self._on_outcome is not None:
+                for outcome in outcomes:
+                    self._on_outcome(outcome)
+            if not outcomes and self._woken.wait(self._idle):
+                self._woken.clear()

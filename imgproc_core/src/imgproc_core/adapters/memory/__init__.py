@@ -13,7 +13,11 @@ from imgproc_core.adapters.memory.messaging import (
     InMemoryDeadLetterPublisher,
     InMemoryJobPublisher,
 )
-from imgproc_core.adapters.memory.metrics import EndedAttempt, InMemoryJobMetrics
+from imgproc_core.adapters.memory.metrics import (
+    EndedAttempt,
+    InMemoryJobMetrics,
+    InMemoryWebhookMetrics,
+)
 from imgproc_core.adapters.memory.persistence import (
     InMemoryDatabase,
     InMemoryImageRepository,
@@ -55,6 +59,7 @@ __all__ = [
     "InMemoryUnitOfWork",
     "InMemoryUrlCache",
     "InMemoryUserRepository",
+    "InMemoryWebhookMetrics",
     "InMemoryWebhookSender",
     "ManualClock",
     "QueuedJob",

@@ -65,3 +65,20 @@ class InMemoryJobMetrics:
     def job_dead_lettered(self, code: str) -> None:
         with self._lock:
             self._dead_lettered.append(code)
+
+
+class InMemoryWebhookMetrics:
+    """Records the webhook deliveries' outcomes, for tests to read back. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._outcomes: list[str] = []
+
+    def delivery_ended(self, outcome: str) -> None:
+        with self._lock:
+            self._outcomes.append(outcome)
+
+    @property
+    def outcomes(self) -> list[str]:
+        with self._lock:
+            return list(self._outcomes)

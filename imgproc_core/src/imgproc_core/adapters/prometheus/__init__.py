@@ -11,10 +11,16 @@ from imgproc_core.adapters.prometheus.jobs import (
     KNOWN_OUTCOMES,
     PrometheusJobMetrics,
 )
+from imgproc_core.adapters.prometheus.webhooks import (
+    KNOWN_DELIVERY_OUTCOMES,
+    PrometheusWebhookMetrics,
+)
 
 __all__ = [
     "JOB_DURATION_BUCKETS",
     "KNOWN_DEAD_LETTER_CODES",
+    "KNOWN_DELIVERY_OUTCOMES",
     "KNOWN_OUTCOMES",
     "PrometheusJobMetrics",
+    "PrometheusWebhookMetrics",
 ]
