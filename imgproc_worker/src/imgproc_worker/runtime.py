@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Final, Literal
 
+from prometheus_client.registry import Collector
+
 from imgproc_core.container import Container, build_container
 from imgproc_core.settings import Settings, SettingsError
 from imgproc_core.use_cases.webhooks import WebhookDispatcher
@@ -115,7 +117,7 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
         read = getattr(webhook_metrics, "read_backlog_with", None)
         if read is not None:
             read(lambda: (backlog().oldest_pending_created_at, clock.now()))
-        if callable(getattr(webhook_metrics, "collect", None)):
+        if isinstance(webhook_metrics, Collector):
             registry.register(webhook_metrics)
     dispatcher = WebhookDispatcher(
         container.deliver_webhooks(),
