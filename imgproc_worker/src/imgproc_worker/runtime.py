@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from prometheus_client.registry import Collector
 
@@ -117,8 +117,8 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
         read = getattr(webhook_metrics, "read_backlog_with", None)
         if read is not None:
             read(lambda: (backlog().oldest_pending_created_at, clock.now()))
-        if isinstance(webhook_metrics, Collector):
-            registry.register(webhook_metrics)
+        if callable(getattr(webhook_metrics, "collect", None)):
+            registry.register(cast(Collector, webhook_metrics))
     dispatcher = WebhookDispatcher(
         container.deliver_webhooks(),
         f"relay-{process_id()}:webhooks",
