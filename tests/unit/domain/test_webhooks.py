@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import ipaddress
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -210,7 +211,7 @@ def test_the_last_attempt_is_within_24_hours_of_the_first() -> None:
     assert len(attempts) == 33
     assert attempts[-1] == CREATED + timedelta(seconds=5 * (2**10 - 1) + 22 * 3600)
     assert attempts[-1] <= SCHEDULE.deadline(CREATED) == CREATED + timedelta(hours=24)
-    gaps = {later - earlier for earlier, later in zip(attempts[10:], attempts[11:], strict=False)}
+    gaps = {later - earlier for earlier, later in itertools.pairwise(attempts[10:])}
     assert gaps == {timedelta(hours=1)}
     assert SCHEDULE.next_attempt_at(10**6, CREATED) is None
 
