@@ -149,13 +149,15 @@ def _read_excerpt(response: httpx.Response) -> bytes:
 
 
 def _connect_error(exc: Exception) -> str:
-    """A failed connection, or a failed TLS handshake (which httpcore reports as a failed
-    connection caused by the ``ssl`` error)."""
-    cause: BaseException | None = exc
-    while cause is not None:
-        if isinstance(cause, ssl.SSLError):
-            return f"TLS failed: {_text(cause)}"
-        cause = cause.__cause__
+    """A failed connection, or a failed TLS handshake: httpcore reports that as a failed
+    connection made from the ``ssl`` error, which its pool re-raises ``from None``, so the
+    ``ssl`` error is the exception's argument and context rather than its cause."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for candidate in (seen, *seen.args):
+            if isinstance(candidate, ssl.SSLError):
+                return f"TLS failed: {_text(candidate)}"
+        seen = seen.__cause__ or seen.__context__
     return f"could not connect: {_text(exc)}"
 
 
