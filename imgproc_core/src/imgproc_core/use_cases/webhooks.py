@@ -277,7 +277,8 @@ class SendTestWebhook:
 
 class RetryDelivery:
     """For operators: one more attempt, now, at a delivery that failed for good; it fails
-    again at once if that attempt fails too (its day of retries is over)."""
+    again at once if that attempt fails too (its day of retries is over). Its endpoint, if it
+    was disabled, is enabled again."""
 
     def __init__(self, uow_factory: UnitOfWorkFactory, clock: Clock) -> None:
         self._uow_factory = uow_factory
@@ -301,6 +302,12 @@ class RetryDelivery:
                 finished_at=None,
             )
             uow.webhooks.update_delivery(again)
+            endpoint = uow.webhooks.get_endpoint(delivery.endpoint_id)
+            if endpoint is not None and endpoint.disabled_at is not None:
+                # An operator retrying says the receiver is back: the endpoint is enabled.
+                uow.webhooks.update_endpoint(
+                    replace(endpoint, disabled_at=None, disabled_reason=None, failing_since=None)
+                )
             uow.commit()
         return again
 
