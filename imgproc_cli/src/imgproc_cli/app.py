@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from imgproc_cli.commands import images, jobs, presets, stats, transform, users
+from imgproc_cli.commands import images, jobs, presets, stats, transform, users, webhooks
 from imgproc_cli.errors import EXIT_USAGE
 from imgproc_cli.runtime import load_settings
 from imgproc_core.ports import DatabaseSchema
@@ -134,6 +134,7 @@ app.add_typer(users.app)
 app.add_typer(images.app)
 app.add_typer(jobs.app)
 app.add_typer(presets.app)
+app.add_typer(webhooks.app)
 app.command(epilog=stats.EPILOG)(stats.stats)
 app.command(epilog=transform.EPILOG)(transform.transform)
 

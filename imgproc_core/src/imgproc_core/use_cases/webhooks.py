@@ -219,6 +219,15 @@ class ListWebhooks:
         with self._uow_factory() as uow:
             return uow.webhooks.endpoints_of(query.user_id)
 
+    def of_username(self, username: str) -> Sequence[WebhookEndpoint]:
+        """For operators: the endpoints of the user of that name."""
+        # Here, not at the top: the admin use cases import the image ones, which import these.
+        from imgproc_core.use_cases.admin import user_named
+
+        with self._uow_factory() as uow:
+            user = user_named(uow.users, username)
+            return uow.webhooks.endpoints_of(user.id)
+
 
 class GetWebhook:
     def __init__(self, uow_factory: UnitOfWorkFactory) -> None:
