@@ -309,3 +309,28 @@ def test_variants_tell_of_each_ready_derivative(
     ready = [msgspec.json.decode(r.body)["data"]["id"] for r in receiver.received]
     assert sorted(ready) == sorted(v.image.id for v in upload.variants)
     assert container.get_image_metadata()(ImageQuery(alice, ready[0])).status.value == "READY"
+
+
+def test_a_receiver_down_then_slow_gets_the_event_once_it_answers(
+    container: Container, receiver: Receiver, clock: ManualClock, alice: str
+) -> None:
+    endpoint = _endpoint(container, alice, ("image.uploaded",))
+    receiver.answer = None  # down
+    _upload(container, alice)
+    assert _send(container) == [DeliveryOutcome.RETRIED]
+    receiver.answer = WebhookAnswer(status=200, delay_seconds=30)  # slower than the timeout
+    clock.advance(5)
+    assert _send(container) == [DeliveryOutcome.RETRIED]
+    receiver.answer = WebhookAnswer(status=200)
+    clock.advance(10)
+    assert _send(container) == [DeliveryOutcome.DELIVERED]
+    clock.advance(3600)
+    assert _send(container) == []
+
+    with container.unit_of_work() as uow:
+        attempts = uow.webhooks.attempts_of(endpoint.id, 10)
+    assert [(a.status_code, (a.error or "").split(":")[0]) for a in attempts] == [
+        (200, ""),
+        (None, "timed out after 5 s"),
+        (None, "could not connect"),
+    ]
