@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 
 from imgproc_core.adapters.memory import ReceivedWebhook, WebhookAnswer
 from tests.support.waiting import wait_until
-from tests.support.webhook_receiver import WebhookReceiver, webhook_receiver
+from tests.support.webhook_receiver import WebhookReceiver, closed_port, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -124,3 +124,35 @@ def test_a_failing_receiver_gets_the_event_again_until_it_answers(
         last = _verified(endpoint["secret"], receiver.received[-1])
         assert last["type"] == "webhook.test"
         assert receiver.received[-1].headers["webhook-id"] == test.json()["delivery_id"]
+
+
+def test_a_receiver_down_for_a_while_gets_the_event_once_it_is_up(
+    make_app: Any, open_api: Any, corpus_dir: Path
+) -> None:
+    with open_api(make_app(**QUICK)) as api:
+        user = api.register()
+        with closed_port() as port:
+            url = f"http://127.0.0.1:{port}/hooks/imgproc"
+            endpoint = api.call(
+                "POST", "/webhooks", json={"url": url, "events": EVENTS}, headers=user, expect=201
+            ).json()
+            detail = f"/webhooks/{endpoint['id']}/deliveries"
+            api.upload(corpus_dir / "pillow" / "hopper.png", user)
+
+            def refused() -> list[dict[str, Any]]:
+                items: list[dict[str, Any]] = api.call("GET", detail, headers=user).json()["items"]
+                return items if len(items) >= 2 else []
+
+            attempts = wait_until(refused, timeout=60, message="two refused attempts")
+            assert all(a["error"].startswith("could not connect") for a in attempts)
+        with webhook_receiver(port=port) as receiver:
+            (request,) = wait_until(lambda: receiver.received, timeout=60, message="delivered")
+            event = _verified(endpoint["secret"], request)
+            assert event["type"] == "image.uploaded"
+            wait_until(
+                lambda: (
+                    api.call("GET", detail, headers=user).json()["items"][0]["status_code"] == 204
+                ),
+                timeout=60,
+                message="the delivery recorded",
+            )

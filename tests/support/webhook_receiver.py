@@ -32,13 +32,13 @@ class WebhookReceiver:
     :attr:`received`. With :attr:`dribble_interval` set it instead starts an answer and sends
     one byte of its headers per interval, never finishing. HTTPS with ``ssl_context``."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | None = None, port: int = 0) -> None:
         self.answer = WebhookAnswer()
         self.dribble_interval: float | None = None
         self._received: list[ReceivedWebhook] = []
         self._lock = threading.Lock()
         self._released = threading.Event()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._server = _QuietServer(("127.0.0.1", port), self._handler())
         if ssl_context is not None:
             self._server.socket = ssl_context.wrap_socket(self._server.socket, server_side=True)
         self.scheme = "https" if ssl_context is not None else "http"
@@ -104,8 +104,11 @@ class WebhookReceiver:
 
 
 @contextlib.contextmanager
-def webhook_receiver(ssl_context: ssl.SSLContext | None = None) -> Iterator[WebhookReceiver]:
-    receiver = WebhookReceiver(ssl_context)
+def webhook_receiver(
+    ssl_context: ssl.SSLContext | None = None, port: int = 0
+) -> Iterator[WebhookReceiver]:
+    """A receiver on ``port`` of 127.0.0.1 (0: any free one)."""
+    receiver = WebhookReceiver(ssl_context, port)
     try:
         yield receiver
     finally:
