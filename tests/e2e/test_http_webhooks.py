@@ -89,6 +89,10 @@ def test_every_event_reaches_the_receiver_signed(
             "GET", f"/webhooks/{endpoint['id']}/deliveries", headers=user, expect=200
         ).json()["items"]
         assert [attempt["status_code"] for attempt in attempts] == [204] * 6
+        metrics = api.http.get("/metrics").text
+        assert 'imgproc_webhook_deliveries_total{outcome="delivered"} 6.0' in metrics
+        assert "imgproc_webhook_attempts_total 6.0" in metrics
+        assert "imgproc_webhook_oldest_undelivered_age_seconds 0.0" in metrics
 
 
 def test_a_failing_receiver_gets_the_event_again_until_it_answers(

@@ -90,25 +90,14 @@ USE_CASES: Final = (
 WEBHOOK_SHUTDOWN_GRACE_SECONDS: Final = 10.0
 
 
-def _webhook_dispatcher(
-    container: Container, settings: Settings, http_metrics: HttpMetrics
-) -> WebhookDispatcher:
+def _webhook_dispatcher(container: Container, http_metrics: HttpMetrics) -> WebhookDispatcher:
     """The embedded profile's webhook sender: a thread beside the worker threads, reporting
     to the API's ``/metrics``."""
-    metrics = container.webhook_metrics()
-    if metrics is not None:
-        backlog = container.get_webhook_backlog()
-        clock = container.clock()
-        read = getattr(metrics, "read_backlog_with", None)
-        if read is not None:
-            read(lambda: (backlog().oldest_pending_created_at, clock.now()))
-        http_metrics.include(metrics)
-    return WebhookDispatcher(
-        container.deliver_webhooks(),
-        f"{socket.gethostname()}:{os.getpid()}:webhooks",
-        idle_seconds=settings.webhook_poll_seconds,
-        on_outcome=metrics.delivery_ended if metrics is not None else None,
+    http_metrics.include(container.webhook_metrics())
+    dispatcher: WebhookDispatcher = container.webhook_dispatcher(
+        sender_id=f"{socket.gethostname()}:{os.getpid()}:webhooks"
     )
+    return dispatcher
 
 
 def _package_version() -> str:
@@ -209,7 +198,7 @@ def create_app(container: Container) -> Litestar:
         # The worker threads report to the container's job metrics: their series go out on
         # /metrics beside the API's (an API without workers has no jobs to count).
         http_metrics.include(container.job_metrics())
-    dispatcher = _webhook_dispatcher(container, settings, http_metrics) if workers else None
+    dispatcher = _webhook_dispatcher(container, http_metrics) if workers else None
     readiness = ReadinessChecks.for_use_case(container.check_readiness())
     rate_limits = RateLimitGuard(
         container.rate_limiter(),

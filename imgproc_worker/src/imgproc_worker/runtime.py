@@ -112,18 +112,10 @@ def run_relay(container: Container, stop: threading.Event) -> RelayLoop:
     # The relay sends the webhooks too: it already loops over the database's outboxes, and
     # several relays at once lease what each sends.
     webhook_metrics = container.webhook_metrics()
-    if webhook_metrics is not None:
-        backlog, clock = container.get_webhook_backlog(), container.clock()
-        read = getattr(webhook_metrics, "read_backlog_with", None)
-        if read is not None:
-            read(lambda: (backlog().oldest_pending_created_at, clock.now()))
-        if callable(getattr(webhook_metrics, "collect", None)):
-            registry.register(cast(Collector, webhook_metrics))
-    dispatcher = WebhookDispatcher(
-        container.deliver_webhooks(),
-        f"relay-{process_id()}:webhooks",
-        idle_seconds=settings.webhook_poll_seconds,
-        on_outcome=webhook_metrics.delivery_ended if webhook_metrics is not None else None,
+    if callable(getattr(webhook_metrics, "collect", None)):
+        registry.register(cast(Collector, webhook_metrics))
+    dispatcher: WebhookDispatcher = container.webhook_dispatcher(
+        sender_id=f"relay-{process_id()}:webhooks"
     )
     # Served from the start: the outbox fills up while the broker is away, which is when an
     # operator looks.

@@ -95,6 +95,7 @@ from imgproc_core.use_cases.webhooks import (
     ListWebhooks,
     RetryDelivery,
     SendTestWebhook,
+    WebhookDispatcher,
     WebhookEvents,
 )
 
@@ -123,6 +124,27 @@ def link_signing_key(settings: Settings) -> bytes:
     if settings.link_signing_secret:
         return settings.link_signing_secret.encode()
     return hashlib.sha256(b"imgproc-link-signing\x00" + settings.jwt_secret.encode()).digest()
+
+
+def make_webhook_dispatcher(
+    deliver: DeliverWebhooks,
+    metrics: WebhookMetrics | None,
+    backlog: GetWebhookBacklog,
+    clock: Clock,
+    idle_seconds: float,
+    sender_id: str,
+) -> WebhookDispatcher:
+    """A webhook sender's thread, reporting to ``metrics``; the metrics learn to read the
+    backlog (the oldest undelivered event) when scraped, if they can."""
+    read = getattr(metrics, "read_backlog_with", None)
+    if read is not None:
+        read(lambda: (backlog().oldest_pending_created_at, clock.now()))
+    return WebhookDispatcher(
+        deliver,
+        sender_id,
+        idle_seconds=idle_seconds,
+        on_outcome=metrics.delivery_ended if metrics is not None else None,
+    )
 
 
 class QueueTable(containers.DeclarativeContainer):
@@ -428,6 +450,16 @@ class Container(containers.DeclarativeContainer):
         sender=webhook_sender,
         clock=clock,
         schedule=delivery_schedule,
+    )
+    #: ``container.webhook_dispatcher(sender_id=...)``: the sending thread of a process (the
+    #: embedded API's, a relay's), not started.
+    webhook_dispatcher = providers.Factory(
+        make_webhook_dispatcher,
+        deliver=deliver_webhooks,
+        metrics=webhook_metrics,
+        backlog=get_webhook_backlog,
+        clock=clock,
+        idle_seconds=settings.provided.webhook_poll_seconds,
     )
     put_preset = providers.Singleton(
         PutPreset,

@@ -75,7 +75,12 @@ class WebhooksController(Controller):
         fields = {name: getattr(shown, name) for name in shown.__struct_fields__}
         return WebhookCreated(**fields, secret=endpoint.secret)
 
-    @get("/", sync_to_thread=True, summary="The caller's webhook endpoints")
+    @get(
+        "/",
+        sync_to_thread=True,
+        summary="The caller's webhook endpoints",
+        responses=problem_responses(401),
+    )
     def list_webhooks(
         self, request: Request[User, Any, Any], list_webhooks: NamedDependency[ListWebhooks]
     ) -> WebhookList:
