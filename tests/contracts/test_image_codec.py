@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+import pillow_heif
 import pytest
 from PIL import Image
 
@@ -44,6 +45,7 @@ _PILLOW_NAMES = {
     "avif": "AVIF",
     "tiff": "TIFF",
     "bmp": "BMP",
+    "heic": "HEIF",
 }
 
 
@@ -59,6 +61,9 @@ def pillow_image_bytes(format: str, width: int, height: int, frames: int = 1) ->
         )
     buffer = io.BytesIO()
     options: dict[str, Any] = {}
+    if format == "heic":
+        pillow_heif.from_pillow(pictures[0]).save(buffer, quality=90)
+        return buffer.getvalue()
     if frames > 1:
         options = {"save_all": True, "append_images": pictures[1:], "duration": 80, "loop": 0}
     pictures[0].save(buffer, _PILLOW_NAMES[format], **options)
@@ -168,7 +173,7 @@ UNSUPPORTED = {
     "pdf": b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\n",
     "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
     "psd": b"8BPS\x00\x01" + b"\x00" * 40,
-    "heic": b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 32,
+    "mp4": b"\x00\x00\x00\x18ftypisom\x00\x00\x00\x00isommp41" + b"\x00" * 32,
 }
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import pillow_heif
 import pytest
 from PIL import Image, ImageChops, ImageFilter, ImageStat
 
@@ -94,6 +95,24 @@ def render(
     entry = api.wait_until_ready(derived["id"], user)
     blob = api.download(derived["id"], user)
     return entry, decode(blob.content), blob
+
+
+def test_a_heic_photograph_is_uploaded_and_becomes_a_jpeg(live_api: Any, corpus_dir: Path) -> None:
+    headers = live_api.register()
+    picture = Image.open(corpus_dir / "pillow" / "flower.jpg")
+    buffer = io.BytesIO()
+    pillow_heif.from_pillow(picture).save(buffer, quality=85)
+    files = {"file": ("IMG_0001.HEIC", buffer.getvalue(), "application/octet-stream")}
+
+    uploaded = live_api.call("POST", "/images/", files=files, headers=headers, expect=201).json()
+    derived = live_api.transform(uploaded["id"], {"resize": {"width": 240}}, headers)
+    ready = live_api.wait_until_ready(derived["id"], headers)
+
+    assert (uploaded["format"], uploaded["mimetype"]) == ("heic", "image/heic")
+    assert (uploaded["width"], uploaded["height"]) == picture.size
+    assert uploaded["filename"] == "IMG_0001.HEIC"
+    assert (ready["format"], ready["width"], ready["height"]) == ("jpeg", 240, 180)
+    assert decode(live_api.download(derived["id"], headers).content).format == "JPEG"
 
 
 def test_an_upload_with_two_variants_gets_both_rendered(live_api: Any, corpus_dir: Path) -> None:

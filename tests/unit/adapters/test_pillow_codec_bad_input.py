@@ -180,7 +180,9 @@ NOT_ACCEPTED = {
     "eps": b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 100 100\n",
     "eps-binary": b"\xc5\xd0\xd3\xc6" + b"\x00" * 28 + b"%!PS-Adobe-3.0 EPSF-3.0\n",
     "psd": b"8BPS\x00\x01\x00\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x10\x00\x00\x00\x10",
-    "heic": b"\x00\x00\x00\x1cftypheic\x00\x00\x00\x00mif1heicmiaf" + b"\x00" * 16,
+    # ISO-BMFF with neither an AVIF nor a HEIC brand (a MP4 video, say).
+    "mp4": b"\x00\x00\x00\x1cftypisom\x00\x00\x02\x00isomiso2mp41" + b"\x00" * 16,
+    "mif1-alone": b"\x00\x00\x00\x18ftypmif1\x00\x00\x00\x00mif1miaf" + b"\x00" * 16,
     "ico": b"\x00\x00\x01\x00\x01\x00\x10\x10" + b"\x00" * 40,
     "text-starting-with-BM": b"BMW motorcycles, a list\n" * 4,
 }

@@ -89,8 +89,8 @@ class ImagesController(Controller):
         summary="Upload an image",
         # No request_max_body_size here: the app's limit is the upload limit (from settings).
         description=(
-            "JPEG, PNG, WebP, GIF, AVIF, TIFF or BMP, identified by its bytes. Too many bytes: "
-            "413 (refused while streaming); another type: 415; too many pixels or frames, "
+            "JPEG, PNG, WebP, GIF, AVIF, TIFF, BMP or HEIC, identified by its bytes. Too many "
+            "bytes: 413 (refused while streaming); another type: 415; too many pixels or frames, "
             "truncated or corrupt: 422."
         ),
         responses=problem_responses(401, 413, 415, 422, 429),

@@ -43,6 +43,7 @@ PILLOW_FORMATS: Final[dict[str, str]] = {
     "avif": "AVIF",
     "tiff": "TIFF",
     "bmp": "BMP",
+    "heic": "HEIF",
 }
 
 #: Formats whose extra frames are an animation. A multi-page TIFF or an MPO's second picture is
@@ -72,6 +73,26 @@ _DECODER_ERRORS: Final = (
 
 #: Orientations 5 to 8 turn the image a quarter, so width and height swap.
 _SWAPPING_ORIENTATIONS: Final = frozenset({5, 6, 7, 8})
+
+
+def _register_heif() -> None:
+    """Teach Pillow HEIC and HEIF (pillow-heif's plugin, the ``heif`` extra), once; without
+    the extra a HEIC upload is an unsupported type."""
+    global _heif_registered
+    if _heif_registered:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        raise UnsupportedImageType(
+            "HEIC is not accepted here: the service runs without its decoder"
+        ) from None
+    # No thumbnails: the size is the primary image's, as its header says.
+    pillow_heif.register_heif_opener(thumbnails=False)
+    _heif_registered = True
+
+
+_heif_registered = False
 
 
 @contextmanager
@@ -127,8 +148,11 @@ def open_source(data: bytes, limits: Limits, what: str = "image") -> Source:
     fmt = sniff_format(data)
     if fmt is None:
         raise UnsupportedImageType(
-            f"the {what} is not one of the accepted types (JPEG, PNG, WebP, GIF, AVIF, TIFF, BMP)"
+            f"the {what} is not one of the accepted types "
+            "(JPEG, PNG, WebP, GIF, AVIF, TIFF, BMP, HEIC)"
         )
+    if fmt == "heic":
+        _register_heif()
     with decoding(what):
         image = Image.open(io.BytesIO(data), formats=[PILLOW_FORMATS[fmt]])
     width, height = image.size

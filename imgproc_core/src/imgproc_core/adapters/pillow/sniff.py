@@ -22,8 +22,10 @@ _SIGNATURES: Final[tuple[tuple[bytes, str], ...]] = (
 )
 
 #: AVIF is an ISO-BMFF file whose ``ftyp`` box names an AVIF brand; HEIC shares the container
-#: (brands ``heic``, ``mif1`` alone) and is not on the allow-list.
+#: and names HEVC brands (``mif1``, the generic image brand, alone says nothing: AVIF files
+#: list it too, so AVIF is recognised first).
 _AVIF_BRANDS: Final = frozenset({b"avif", b"avis"})
+_HEIC_BRANDS: Final = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm"})
 #: An ``ftyp`` box is a few dozen bytes; a larger claim is not worth reading further.
 _MAX_FTYP_BYTES: Final = 256
 
@@ -39,24 +41,28 @@ def sniff_format(data: bytes) -> str | None:
             return fmt
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    if _is_avif(data):
+    brands = _ftyp_brands(data)
+    if _AVIF_BRANDS & brands:
         return "avif"
+    if _HEIC_BRANDS & brands:
+        return "heic"
     if _is_bmp(data):
         return "bmp"
     return None
 
 
-def _is_avif(data: bytes) -> bool:
+def _ftyp_brands(data: bytes) -> set[bytes]:
+    """The major and compatible brands of an ISO-BMFF file's ``ftyp`` box; none for anything
+    else."""
     if data[4:8] != b"ftyp":
-        return False
+        return set()
     box_size = int.from_bytes(data[0:4], "big")
     if box_size < 16:
-        return False
+        return set()
     end = min(box_size, len(data), _MAX_FTYP_BYTES)
-    major_brand = data[8:12]
     # Bytes 12..16 are the minor version; the compatible brands follow, four bytes each.
     compatible = {data[offset : offset + 4] for offset in range(16, end - 3, 4)}
-    return bool(_AVIF_BRANDS & (compatible | {major_brand}))
+    return compatible | {data[8:12]}
 
 
 def _is_bmp(data: bytes) -> bool:
