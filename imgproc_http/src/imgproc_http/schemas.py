@@ -250,8 +250,7 @@ class UploadOut(ImageOut, frozen=True, omit_defaults=True):
 
     @classmethod
     def from_upload(cls, upload: Upload, base_url: str) -> UploadOut:
-        image = ImageOut.from_image(upload.image, base_url)
-        fields = {name: getattr(image, name) for name in image.__struct_fields__}
+        fields = msgspec.structs.asdict(ImageOut.from_image(upload.image, base_url))
         variants = [
             VariantOut(preset=v.preset, id=v.image.id, status=v.image.status.value)
             for v in upload.variants

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
+import msgspec
 from litestar import Controller, Request, delete, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, Parameter
@@ -25,7 +26,7 @@ from imgproc_core.use_cases.webhooks import (
     SendTestWebhook,
     WebhookQuery,
 )
-from imgproc_http.context import caller, job_signal
+from imgproc_http.context import caller
 from imgproc_http.errors import problem_responses
 from imgproc_http.schemas import (
     JSON_BODY_LIMIT,
@@ -71,9 +72,8 @@ class WebhooksController(Controller):
         endpoint = create_webhook(
             CreateWebhookCommand(caller(request).id, data.url, tuple(data.events))
         )
-        shown = WebhookOut.from_endpoint(endpoint)
-        fields = {name: getattr(shown, name) for name in shown.__struct_fields__}
-        return WebhookCreated(**fields, secret=endpoint.secret)
+        shown = msgspec.structs.asdict(WebhookOut.from_endpoint(endpoint))
+        return WebhookCreated(**shown, secret=endpoint.secret)
 
     @get(
         "/",
@@ -130,7 +130,6 @@ class WebhooksController(Controller):
         send_test_webhook: NamedDependency[SendTestWebhook],
     ) -> TestEventQueued:
         delivery = send_test_webhook(WebhookQuery(caller(request).id, webhook_id))
-        job_signal(request).notify()
         return TestEventQueued(delivery_id=delivery.id)
 
     @get(
